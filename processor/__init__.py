@@ -1,0 +1,1 @@
+"""ABC Bank transaction processor."""

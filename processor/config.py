@@ -1,0 +1,81 @@
+"""Configuration from the environment (or a .env file), read once per process."""
+
+from __future__ import annotations
+
+import getpass
+from decimal import Decimal
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from processor.domain.errors import InvalidValue
+from processor.domain.money import parse_currency
+from processor.domain.payments import Policy
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROCESSOR_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="postgresql+psycopg2://postgres@127.0.0.1:5432/abcbank",
+        validation_alias=AliasChoices("DATABASE_URL", "PROCESSOR_DATABASE_URL"),
+    )
+    celery_broker_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("CELERY_BROKER_URL", "PROCESSOR_CELERY_BROKER_URL"),
+    )
+    default_currency: str = "GBP"
+    # Comma-separated in the environment: PROCESSOR_CURRENCIES=GBP,EUR
+    currencies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["GBP", "EUR", "USD"])
+    savings_monthly_outgoing_limit: int = Field(default=6, ge=0)
+    reward_points_per_unit: int = Field(default=1, ge=0)
+    reward_unit: Decimal = Field(default=Decimal("10.00"), gt=0)
+    # Who the operator CLI records in the audit log when --actor is not given.
+    actor: str = Field(default_factory=getpass.getuser)
+    log_format: str = Field(default="text", pattern="^(text|json)$")
+    # Unset: the CLI logs warnings only (its output is the result), long-running processes log INFO.
+    log_level: str | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                f"{value!r} is not a database URL such as postgresql+psycopg2://user@host:5432/abcbank"
+            ) from None
+        if url.get_backend_name() != "postgresql":
+            raise ValueError(f"the processor needs PostgreSQL, not {url.get_backend_name()}")
+        return value
+
+    @field_validator("currencies", mode="before")
+    @classmethod
+    def _split_currencies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [code.strip() for code in value.split(",") if code.strip()]
+        return value
+
+    @field_validator("currencies")
+    @classmethod
+    def _check_currencies(cls, value: list[str]) -> list[str]:
+        try:
+            return [parse_currency(code, "PROCESSOR_CURRENCIES") for code in value]
+        except InvalidValue as error:
+            raise ValueError(error.message) from None
+
+    def policy(self) -> Policy:
+        return Policy(
+            savings_monthly_outgoing_limit=self.savings_monthly_outgoing_limit,
+            reward_points_per_unit=self.reward_points_per_unit,
+            reward_unit=self.reward_unit,
+        )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
