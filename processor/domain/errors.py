@@ -1,0 +1,63 @@
+"""Errors a user can act on. Each message names the thing that failed and why."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class ProcessorError(Exception):
+    """Base of every error the processor reports to a user."""
+
+
+class InvalidValue(ProcessorError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class InvalidRequest(ProcessorError):
+    """A payment request that breaks the message contract; `reference` is set when it could be read."""
+
+    def __init__(self, errors: Sequence[FieldError], reference: str | None = None) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = tuple(errors)
+        self.reference = reference
+
+
+class NotFound(ProcessorError):
+    pass
+
+
+class CustomerNotFound(NotFound):
+    def __init__(self, number: int) -> None:
+        super().__init__(f"customer {number} does not exist")
+
+
+class AccountNotFound(NotFound):
+    def __init__(self, number: str) -> None:
+        super().__init__(f"account {number} does not exist")
+
+
+class DuplicateEmail(ProcessorError):
+    def __init__(self, email: str) -> None:
+        super().__init__(f"a customer with email {email} is already registered")
+
+
+class UnsupportedCurrency(ProcessorError):
+    def __init__(self, currency: str, supported: Sequence[str]) -> None:
+        super().__init__(f"currency {currency} is not supported here (supported: {', '.join(supported)})")
+
+
+class InvalidStatusChange(ProcessorError):
+    pass
