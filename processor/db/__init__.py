@@ -1,0 +1,1 @@
+"""PostgreSQL through SQLAlchemy 2: tables, engine, unit of work and repositories."""

@@ -1,0 +1,182 @@
+"""The schema as SQLAlchemy sees it. Alembic migrations make it; `alembic check` keeps the two in step."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    Numeric,
+    Sequence,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from processor.domain.accounts import AccountStatus, AccountType
+from processor.domain.payments import OutcomeStatus, PaymentType, Reason
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Money = Numeric(20, 2)
+
+
+def _one_of(column: str, values: Any) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+customer_number_seq = Sequence("customer_number_seq", start=100001)
+account_number_seq = Sequence("account_number_seq", start=10000000)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
+
+
+class CustomerRow(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    number: Mapped[int] = mapped_column(
+        BigInteger, customer_number_seq, server_default=customer_number_seq.next_value(), unique=True
+    )
+    name: Mapped[str] = mapped_column(Text)
+    email: Mapped[str] = mapped_column(Text, unique=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("length(name) BETWEEN 1 AND 200", name="name_length"),
+        CheckConstraint("email = lower(email)", name="email_lower_case"),
+    )
+
+
+class AccountRow(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(16), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), server_default=AccountStatus.ACTIVE.value)
+    currency: Mapped[str] = mapped_column(String(3))
+    balance: Mapped[Decimal] = mapped_column(Money, server_default="0")
+    overdraft_limit: Mapped[Decimal] = mapped_column(Money, server_default="0")
+    reward_points: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(_one_of("type", AccountType), name="known_type"),
+        CheckConstraint(_one_of("status", AccountStatus), name="known_status"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_code"),
+        CheckConstraint("number ~ '^[0-9]{8,16}$'", name="number_digits"),
+        CheckConstraint("(type = 'settlement') = (customer_id IS NULL)", name="settlement_has_no_customer"),
+        CheckConstraint("overdraft_limit >= 0", name="overdraft_limit_not_negative"),
+        CheckConstraint("type = 'standard' OR overdraft_limit = 0", name="overdraft_only_standard"),
+        CheckConstraint("type = 'settlement' OR balance >= -overdraft_limit", name="balance_above_floor"),
+        CheckConstraint("status <> 'closed' OR balance = 0", name="closed_is_empty"),
+        CheckConstraint("reward_points >= 0", name="reward_points_not_negative"),
+        # One settlement account per currency, created with the first customer account in that currency.
+        Index(
+            "uq_accounts_settlement_currency",
+            "currency",
+            unique=True,
+            postgresql_where=text("type = 'settlement'"),
+        ),
+    )
+
+
+class TransactionRow(Base):
+    """One row per reference: the request as received, its fingerprint, and its one outcome."""
+
+    __tablename__ = "transactions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    type: Mapped[str | None] = mapped_column(String(16))
+    source: Mapped[str | None] = mapped_column(String(16))
+    destination: Mapped[str | None] = mapped_column(String(16))
+    source_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    destination_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    amount: Mapped[Decimal | None] = mapped_column(Money)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    description: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    errors: Mapped[list[str] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("reference ~ '^[A-Za-z0-9._:-]{1,64}$'", name="reference_format"),
+        CheckConstraint(_one_of("type", PaymentType), name="known_type"),
+        CheckConstraint(_one_of("status", (OutcomeStatus.APPLIED, OutcomeStatus.REJECTED)), name="known_status"),
+        CheckConstraint(_one_of("reason", Reason), name="known_reason"),
+        CheckConstraint("(status = 'applied') = (reason IS NULL)", name="reason_iff_rejected"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "status = 'rejected' OR (type IS NOT NULL AND amount IS NOT NULL AND currency IS NOT NULL)",
+            name="applied_is_complete",
+        ),
+        # The savings monthly limit counts a locked account's applied outgoing payments since the 1st.
+        Index("ix_transactions_source_account_id_created_at", "source_account_id", "created_at"),
+    )
+
+
+class TransactionConflictRow(Base):
+    """A later attempt of a reference with another payload. It had no effect; it is kept for operators."""
+
+    __tablename__ = "transaction_conflicts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("transactions.id"), index=True)
+    fields: Mapped[list[str]] = mapped_column(JSONB)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class LedgerEntryRow(Base):
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("transactions.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    balance_after: Mapped[Decimal] = mapped_column(Money)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        Index("ix_ledger_entries_account_id_id", "account_id", "id"),
+    )
+
+
+class AuditLogRow(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
+    actor: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(32))
+    entity: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+    __table_args__ = (Index("ix_audit_log_entity_type_entity", "entity_type", "entity"),)
