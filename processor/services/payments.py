@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+
+from processor.db.repositories import NewEntry, NewTransaction
+from processor.db.uow import UnitOfWork
+from processor.domain.accounts import AccountType
+from processor.domain.payments import (
+    Book,
+    Conflict,
+    Delivery,
+    InvalidPayment,
+    Outcome,
+    OutcomeStatus,
+    PaymentRequest,
+    PaymentType,
+    Policy,
+    Reason,
+    Recorded,
+    differing_fields,
+    month_start,
+)
+from processor.logs import log_event
+
+Request = PaymentRequest | InvalidPayment
+
+
+def apply_payments(
+    uow: UnitOfWork, requests: Sequence[Request], policy: Policy, actor: str = "processor"
+) -> list[Outcome]:
+    """Apply a batch of payment requests in one transaction: one outcome per request, one effect per reference."""
+    with uow:
+        # Lock order, the same for every batch: references (sorted) first, then accounts (by id). Nothing else
+        # is locked, so two batches can wait for each other but never in a cycle.
+        references = {r.reference for r in requests}
+        uow.transactions.lock_references(references)
+        recorded = uow.transactions.get_by_references(references)
+        fresh = [r for r in requests if isinstance(r, PaymentRequest) and r.reference not in recorded]
+        book = Book.of(
+            uow.accounts.get_for_update(
+                {number for r in fresh for number in r.accounts},
+                {r.currency for r in fresh if r.type is not PaymentType.TRANSFER},
+            ),
+            {},
+            policy,
+        )
+        savings = [a.id for a in book.accounts.values() if a.type is AccountType.SAVINGS]
+        if savings:
+            book.outgoing_this_month.update(
+                uow.transactions.count_outgoing_since(savings, month_start(uow.transactions.now()))
+            )
+
+        outcomes: list[Outcome] = []
+        new: list[NewTransaction] = []
+        conflicts: list[tuple[str, Conflict]] = []
+        for request in requests:
+            previous = recorded.get(request.reference)
+            if previous is None:
+                transaction = _decide(book, request)
+                new.append(transaction)
+                recorded[request.reference] = transaction.recorded
+                outcomes.append(transaction.recorded.outcome())
+            elif request.fingerprint() == previous.fingerprint:
+                outcomes.append(previous.outcome(Delivery.DUPLICATE))
+            else:
+                attempt = request.payload()
+                conflict = Conflict(tuple(differing_fields(previous.payload, attempt)), attempt)
+                recorded[request.reference] = previous = replace(previous, conflicts=(*previous.conflicts, conflict))
+                conflicts.append((request.reference, conflict))
+                outcomes.append(previous.outcome(Delivery.CONFLICT))
+
+        ids = uow.transactions.add_all(new)
+        ids.update({r.reference: r.id for r in recorded.values() if r.id is not None})
+        uow.transactions.add_entries([entry for t in new for entry in t.entries], ids)
+        uow.transactions.add_conflicts([(ids[reference], conflict) for reference, conflict in conflicts])
+        uow.accounts.save_balances(book.changed.values())
+        uow.commit()
+
+    for outcome in outcomes:
+        _log(outcome, actor)
+    return outcomes
+
+
+def get_outcome(uow: UnitOfWork, reference: str) -> Outcome:
+    """The recorded outcome of a reference, with its conflicting attempts; pending when none is recorded."""
+    with uow:
+        recorded = uow.transactions.get_by_references([reference]).get(reference)
+    if recorded is None:
+        return Outcome(reference=reference, status=OutcomeStatus.PENDING)
+    return recorded.outcome()
+
+
+def _decide(book: Book, request: Request) -> NewTransaction:
+    if isinstance(request, InvalidPayment):
+        recorded = Recorded(
+            reference=request.reference,
+            status=OutcomeStatus.REJECTED,
+            reason=Reason.INVALID_REQUEST,
+            payload=request.payload(),
+            fingerprint=request.fingerprint(),
+            errors=tuple(str(e) for e in request.errors),
+        )
+        return NewTransaction(recorded)
+    decision = book.apply(request)
+    recorded = Recorded(
+        reference=request.reference,
+        status=OutcomeStatus.APPLIED if decision.applied else OutcomeStatus.REJECTED,
+        reason=decision.reason,
+        payload=request.payload(),
+        fingerprint=request.fingerprint(),
+    )
+    return NewTransaction(
+        recorded,
+        type=request.type.value,
+        source=request.source,
+        destination=request.destination,
+        source_account_id=book.account_id(request.source),
+        destination_account_id=book.account_id(request.destination),
+        amount=request.amount,
+        currency=request.currency,
+        description=request.description,
+        entries=tuple(NewEntry(request.reference, p.account_id, p.amount, p.balance_after) for p in decision.postings),
+    )
+
+
+def _log(outcome: Outcome, actor: str) -> None:
+    if outcome.delivery is Delivery.CONFLICT:
+        event, level = "payment.conflict", logging.WARNING
+    elif outcome.delivery is Delivery.DUPLICATE:
+        event, level = "payment.duplicate", logging.INFO
+    else:
+        event, level = f"payment.{outcome.status}", logging.INFO
+    log_event(event, level, reference=outcome.reference, outcome=outcome.status, reason=outcome.reason, actor=actor)

@@ -1,0 +1,113 @@
+"""Real threads, real connections: the races that locks and the unique reference must win."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import TypeVar
+
+from processor.domain.payments import Outcome, PaymentRequest
+from processor.services.verify import verify_ledger
+from tests.builders import UowFactory, balance, deposit, make_account, pay, transfer, withdrawal
+
+THREADS = 8
+T = TypeVar("T")
+
+
+def race(workers: int, job: Callable[[int], T]) -> list[T]:
+    """Run job(i) on `workers` threads released together; any exception (a deadlock, say) fails the test."""
+    start = threading.Barrier(workers)
+
+    def run(i: int) -> T:
+        start.wait()
+        return job(i)
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(run, range(workers)))
+
+
+def pay_each(make_uow: UowFactory, requests: list[PaymentRequest]) -> list[Outcome]:
+    return [pay(make_uow, r)[0] for r in requests]
+
+
+class TestOppositeTransfers:
+    def test_200_opposite_transfers_finish_without_deadlock_and_conserve_money(self, make_uow: UowFactory) -> None:
+        a = make_account(make_uow, balance="1000.00")
+        b = make_account(make_uow, balance="1000.00")
+        per_thread = 200 // THREADS
+
+        def job(i: int) -> list[Outcome]:
+            forth, back = (a, b) if i % 2 else (b, a)
+            return pay_each(
+                make_uow,
+                [
+                    transfer(forth.number, back.number, "7.00")
+                    if n % 2
+                    else transfer(back.number, forth.number, "3.00")
+                    for n in range(per_thread)
+                ],
+            )
+
+        outcomes = [o for batch in race(THREADS, job) for o in batch]
+        assert len(outcomes) == 200
+        assert all(o.status == "applied" for o in outcomes)
+        assert balance(make_uow, a.number) + balance(make_uow, b.number) == Decimal("2000.00")
+        assert verify_ledger(make_uow()) == []
+
+    def test_batches_naming_the_same_accounts_in_opposite_orders(self, make_uow: UowFactory) -> None:
+        accounts = [make_account(make_uow, balance="100.00") for _ in range(4)]
+        numbers = [x.number for x in accounts]
+
+        def job(i: int) -> list[Outcome]:
+            order = numbers if i % 2 else numbers[::-1]
+            results: list[Outcome] = []
+            for _ in range(10):
+                batch = [transfer(order[k], order[(k + 1) % 4], "1.00") for k in range(4)]
+                results += pay(make_uow, *batch)
+            return results
+
+        outcomes = [o for batch in race(THREADS, job) for o in batch]
+        assert Counter(o.status for o in outcomes) == {"applied": THREADS * 40}
+        assert sum(balance(make_uow, n) for n in numbers) == Decimal("400.00")
+        assert verify_ledger(make_uow()) == []
+
+
+class TestSameReferenceRace:
+    def test_same_reference_from_many_threads_has_one_effect(self, make_uow: UowFactory) -> None:
+        account = make_account(make_uow)
+        outcomes = race(THREADS, lambda i: pay(make_uow, deposit(account.number, "10.00", reference="race-1"))[0])
+        assert Counter(o.delivery for o in outcomes) == {"first": 1, "duplicate": THREADS - 1}
+        assert balance(make_uow, account.number) == Decimal("10.00")
+        assert verify_ledger(make_uow()) == []
+
+    def test_racing_payloads_leave_one_effect_and_record_the_rest_as_conflicts(self, make_uow: UowFactory) -> None:
+        account = make_account(make_uow)
+        outcomes = race(THREADS, lambda i: pay(make_uow, deposit(account.number, f"{i + 1}.00", reference="race-1"))[0])
+        (winner,) = [o for o in outcomes if o.delivery == "first"]
+        assert Counter(o.delivery.value for o in outcomes)["conflict"] == THREADS - 1
+        assert balance(make_uow, account.number) == Decimal(winner.amount or "")
+        assert {o.amount for o in outcomes} == {winner.amount}
+
+
+class TestSavingsUnderConcurrentWithdrawals:
+    def test_floor_holds(self, make_uow: UowFactory) -> None:
+        savings = make_account(make_uow, type="savings", balance="100.00")
+        outcomes = race(12, lambda i: pay(make_uow, withdrawal(savings.number, "30.00"))[0])
+        assert Counter(o.reason for o in outcomes) == {None: 3, "insufficient_funds": 9}
+        assert balance(make_uow, savings.number) == Decimal("10.00")
+
+    def test_monthly_limit_holds(self, make_uow: UowFactory) -> None:
+        savings = make_account(make_uow, type="savings", balance="1000.00")
+        other = make_account(make_uow)
+
+        def job(i: int) -> Outcome:
+            request = withdrawal(savings.number, "1.00") if i % 2 else transfer(savings.number, other.number, "1.00")
+            return pay(make_uow, request)[0]
+
+        outcomes = race(12, job)
+        assert Counter(o.reason for o in outcomes) == {None: 6, "withdrawal_limit_reached": 6}
+        assert balance(make_uow, savings.number) == Decimal("994.00")
+        assert verify_ledger(make_uow()) == []

@@ -1,0 +1,81 @@
+"""Whatever arrives, in whatever order and batching, the books balance and each reference has one outcome."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import sqlalchemy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from processor.domain.accounts import make_account_number
+from processor.domain.payments import InvalidPayment, PaymentRequest, Policy, parse_or_invalid
+from processor.services.payments import apply_payments
+from processor.services.verify import verify_ledger
+from tests.builders import UowFactory, make_account
+from tests.conftest import TABLES
+
+UNKNOWN_ACCOUNT = make_account_number(99999999)  # well-formed, never opened
+ACCOUNT_SETUPS: list[dict[str, str]] = [
+    {"type": "standard", "balance": "50.00", "overdraft_limit": "25.00"},
+    {"type": "savings", "balance": "80.00"},
+    {"type": "reward", "balance": "10.00"},
+    {"type": "standard", "balance": "30.00", "status": "frozen"},
+    {"type": "standard", "balance": "30.00", "status": "incoming_blocked"},
+    {"type": "savings", "balance": "0.00", "status": "closed"},
+]
+
+amounts = st.one_of(
+    st.decimals(min_value=Decimal("0.01"), max_value=Decimal("120.00"), places=2).map(str),
+    st.sampled_from(["0", "-5.00", "1.234", "abc", "NaN"]),
+)
+account_slots = st.integers(min_value=0, max_value=len(ACCOUNT_SETUPS))  # the last slot is the unknown account
+raw_requests = st.fixed_dictionaries(
+    {
+        "reference": st.sampled_from([f"ref-{i}" for i in range(12)]),
+        "type": st.sampled_from(["deposit", "withdrawal", "transfer", "refund"]),
+        "source": account_slots,
+        "destination": account_slots,
+        "amount": amounts,
+        "currency": st.sampled_from(["GBP", "GBP", "GBP", "EUR"]),
+    }
+)
+
+
+def reset(make_uow: UowFactory) -> list[str]:
+    with make_uow() as uow:
+        uow.session.execute(sqlalchemy.text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+        uow.commit()
+    return [make_account(make_uow, **setup).number for setup in ACCOUNT_SETUPS] + [UNKNOWN_ACCOUNT]  # type: ignore[arg-type]
+
+
+def to_request(raw: dict[str, object], numbers: list[str]) -> PaymentRequest | InvalidPayment:
+    fields = dict(raw)
+    for side, needed in (("source", ("withdrawal", "transfer")), ("destination", ("deposit", "transfer"))):
+        slot = raw[side]
+        assert isinstance(slot, int)
+        fields[side] = numbers[slot] if raw["type"] in needed else None
+    return parse_or_invalid(fields)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(raw_requests, min_size=1, max_size=6), min_size=1, max_size=5))
+def test_any_sequence_of_requests_keeps_the_ledger_valid(
+    make_uow: UowFactory, batches: list[list[dict[str, object]]]
+) -> None:
+    numbers = reset(make_uow)
+    policy = Policy(savings_monthly_outgoing_limit=3)
+    references: set[str] = set()
+    for batch in batches:
+        requests = [to_request(raw, numbers) for raw in batch]
+        outcomes = apply_payments(make_uow(), requests, policy)
+        assert [o.reference for o in outcomes] == [r.reference for r in requests]
+        for request, outcome in zip(requests, outcomes, strict=True):
+            if isinstance(request, InvalidPayment) and request.reference not in references:
+                assert outcome.reason == "invalid_request"
+            references.add(request.reference)
+
+    assert verify_ledger(make_uow()) == []
+    with make_uow() as uow:
+        recorded = uow.session.scalar(sqlalchemy.text("SELECT count(*) FROM transactions WHERE reference LIKE 'ref-%'"))
+    assert recorded == len(references)
