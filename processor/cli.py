@@ -1,0 +1,296 @@
+"""The operator CLI: thin over the services. Every command takes --json; a user's mistake is one line on stderr."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
+import click
+import pydantic
+import sqlalchemy.exc
+from rich.console import Console
+from rich.table import Table
+
+from processor.bootstrap import unit_of_work
+from processor.config import Settings, get_settings
+from processor.domain.accounts import Account
+from processor.domain.errors import ProcessorError
+from processor.domain.money import format_amount
+from processor.logs import configure_logging
+from processor.services import accounts as account_services
+from processor.services import customers as customer_services
+from processor.services.verify import verify_ledger
+from processor.views import account_json, customer_json, statement_json, verify_json
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+console = Console(highlight=False)
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def settings() -> Settings:
+    try:
+        return get_settings()
+    except pydantic.ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in error.errors()
+        )
+        fail(f"configuration: {problems}")
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn the errors a user can act on into one line on stderr and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except ProcessorError as error:
+            fail(str(error))
+        except sqlalchemy.exc.OperationalError as error:
+            url = sqlalchemy.engine.make_url(settings().database_url).render_as_string(hide_password=True)
+            reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+            fail(f"cannot use the database at {url} (DATABASE_URL): {reason}")
+        except sqlalchemy.exc.ProgrammingError as error:
+            if "does not exist" in str(error.orig):
+                fail("the database schema is missing or out of date: run 'processor db upgrade'")
+            raise
+
+    return wrapper
+
+
+def json_option(command: Callable[P, R]) -> Callable[P, R]:
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(command)
+
+
+def actor_option(command: Callable[P, R]) -> Callable[P, R]:
+    return click.option(
+        "--actor", default=None, help="Who is acting, for the audit log [default: PROCESSOR_ACTOR or your login]."
+    )(command)
+
+
+def emit(as_json: bool, data: Any, render: Callable[[], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        render()
+
+
+def account_table(account: Account, title: str | None = None) -> Table:
+    table = Table(title=title, show_header=False, box=None)
+    for key, value in account_json(account).items():
+        table.add_row(key.replace("_", " "), "-" if value is None else str(value))
+    return table
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """ABC Bank transaction processor: operator commands."""
+    config = settings()
+    configure_logging(config.log_format, config.log_level, default_level="WARNING")
+
+
+@cli.group()
+def db() -> None:
+    """Create and migrate the database."""
+
+
+@db.command("create")
+@json_option
+@reports_errors
+def db_create(as_json: bool) -> None:
+    """Create the database named in DATABASE_URL if it does not exist."""
+    url = sqlalchemy.engine.make_url(settings().database_url)
+    engine = sqlalchemy.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        exists = connection.scalar(sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": url.database})
+        if not exists:
+            name = connection.dialect.identifier_preparer.quote(url.database or "")
+            connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    emit(
+        as_json,
+        {"database": url.database, "created": not exists},
+        lambda: console.print(f"database {url.database} {'already exists' if exists else 'created'}"),
+    )
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="The Alembic revision to upgrade to.")
+@json_option
+@reports_errors
+def db_upgrade(revision: str, as_json: bool) -> None:
+    """Apply the Alembic migrations (upgrade head)."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+
+    config = Config(str(MIGRATIONS.parent / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", settings().database_url.replace("%", "%%"))
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, revision)
+    engine = sqlalchemy.create_engine(settings().database_url)
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    engine.dispose()
+    emit(as_json, {"revision": current}, lambda: console.print(f"database at revision {current}"))
+
+
+@cli.group()
+def customer() -> None:
+    """Register and look up customers."""
+
+
+@customer.command("register")
+@click.option("--name", required=True, help="The customer's full name.")
+@click.option("--email", required=True, help="The customer's email address (one customer per address).")
+@actor_option
+@json_option
+@reports_errors
+def customer_register(name: str, email: str, actor: str | None, as_json: bool) -> None:
+    """Register a customer and print their customer number."""
+    registered = customer_services.register_customer(unit_of_work(), name, email, actor or settings().actor)
+    emit(
+        as_json,
+        customer_json(registered),
+        lambda: console.print(f"customer {registered.number} registered: {registered.name} <{registered.email}>"),
+    )
+
+
+@customer.command("show")
+@click.argument("number", type=int, metavar="CUSTOMER")
+@json_option
+@reports_errors
+def customer_show(number: int, as_json: bool) -> None:
+    """Show a customer and their accounts."""
+    found, accounts = customer_services.get_customer(unit_of_work(), number)
+
+    def render() -> None:
+        console.print(f"customer {found.number}: {found.name} <{found.email}>")
+        table = Table("account", "type", "status", "currency", "balance", "overdraft limit", "reward points")
+        for a in accounts:
+            table.add_row(
+                a.number,
+                a.type,
+                a.status,
+                a.currency,
+                format_amount(a.balance),
+                format_amount(a.overdraft_limit),
+                str(a.reward_points),
+            )
+        console.print(table if accounts else "no accounts")
+
+    emit(as_json, customer_json(found, accounts), render)
+
+
+@cli.group()
+def account() -> None:
+    """Open accounts, show them, change their status, print statements."""
+
+
+@account.command("open")
+@click.option("--customer", "customer_number", type=int, required=True, help="The customer number.")
+@click.option("--type", "account_type", type=click.Choice(["standard", "savings", "reward"]), required=True)
+@click.option("--currency", default=None, help="ISO 4217 code [default: PROCESSOR_DEFAULT_CURRENCY, GBP].")
+@click.option("--overdraft-limit", default=None, help="How far below zero a standard account may go [default: 0].")
+@actor_option
+@json_option
+@reports_errors
+def account_open(
+    customer_number: int,
+    account_type: str,
+    currency: str | None,
+    overdraft_limit: str | None,
+    actor: str | None,
+    as_json: bool,
+) -> None:
+    """Open an account for a customer and print its number."""
+    config = settings()
+    opened = account_services.open_account(
+        unit_of_work(),
+        customer_number,
+        account_type,
+        currency or config.default_currency,
+        actor or config.actor,
+        config.currencies,
+        overdraft_limit,
+    )
+    emit(as_json, account_json(opened), lambda: console.print(account_table(opened, f"account {opened.number} opened")))
+
+
+@account.command("show")
+@click.argument("number", metavar="ACCOUNT")
+@json_option
+@reports_errors
+def account_show(number: str, as_json: bool) -> None:
+    """Show an account: customer, type, status, currency, balance, overdraft limit, reward points."""
+    found = account_services.get_account(unit_of_work(), number)
+    emit(as_json, account_json(found), lambda: console.print(account_table(found)))
+
+
+@account.command("set-status")
+@click.argument("number", metavar="ACCOUNT")
+@click.argument("status", metavar="STATUS")
+@click.option("--reason", required=True, help="Why; recorded in the audit log.")
+@actor_option
+@json_option
+@reports_errors
+def account_set_status(number: str, status: str, reason: str, actor: str | None, as_json: bool) -> None:
+    """Change an account's status (active, dormant, outgoing_blocked, incoming_blocked, frozen, closed)."""
+    changed = account_services.change_status(unit_of_work(), number, status, reason, actor or settings().actor)
+    emit(as_json, account_json(changed), lambda: console.print(f"account {changed.number} is now {changed.status}"))
+
+
+@account.command("statement")
+@click.argument("number", metavar="ACCOUNT")
+@json_option
+@reports_errors
+def account_statement(number: str, as_json: bool) -> None:
+    """Print an account's ledger entries, newest last, with the balance after each."""
+    found, entries = account_services.account_statement(unit_of_work(), number)
+
+    def render() -> None:
+        table = Table("at", "reference", "amount", "balance after", title=f"statement of account {found.number}")
+        for e in entries:
+            table.add_row(
+                e.at.strftime("%Y-%m-%d %H:%M:%S"), e.reference, format_amount(e.amount), format_amount(e.balance_after)
+            )
+        console.print(table if entries else f"account {found.number} has no entries")
+
+    emit(as_json, statement_json(entries), render)
+
+
+@cli.command("verify")
+@json_option
+@reports_errors
+def verify(as_json: bool) -> None:
+    """Check the ledger's invariants; exits 1 if any is broken."""
+    violations = verify_ledger(unit_of_work())
+
+    def render() -> None:
+        if not violations:
+            console.print("ok: every invariant holds")
+            return
+        table = Table("check", "detail", title=f"{len(violations)} violation(s)")
+        for v in violations:
+            table.add_row(v.check, ", ".join(f"{k}={val}" for k, val in v.detail.items()))
+        console.print(table)
+
+    emit(as_json, verify_json(violations), render)
+    if violations:
+        fail(f"{len(violations)} ledger invariant violation(s)")
+
+
+def main() -> None:
+    cli(prog_name="processor")
