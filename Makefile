@@ -1,0 +1,39 @@
+# One entry point for people and CI. `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DATABASE_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/abcbank_demo
+
+.PHONY: help install test lint format demo clean
+
+help:
+	@echo "make demo    run a small bank end to end on a fresh demo database"
+	@echo "make test    run the test suite (real PostgreSQL)"
+	@echo "make lint    ruff and mypy"
+	@echo "make format  apply ruff's formatting and safe fixes"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy processor submit tests migrations
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+demo: install
+	DATABASE_URL=$(DEMO_DATABASE_URL) $(BIN)/python -m processor.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
