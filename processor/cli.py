@@ -6,17 +6,16 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 import pydantic
 import sqlalchemy.exc
-from rich.console import Console
 from rich.table import Table
 
 from processor.bootstrap import unit_of_work
 from processor.config import Settings, get_settings
+from processor.db import admin
 from processor.domain.accounts import Account
 from processor.domain.errors import ProcessorError
 from processor.domain.money import format_amount
@@ -24,13 +23,11 @@ from processor.logs import configure_logging
 from processor.services import accounts as account_services
 from processor.services import customers as customer_services
 from processor.services.verify import verify_ledger
+from processor.terminal import console
 from processor.views import account_json, customer_json, statement_json, verify_json
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-console = Console(highlight=False)
 
 
 def fail(message: str) -> NoReturn:
@@ -110,18 +107,13 @@ def db() -> None:
 @reports_errors
 def db_create(as_json: bool) -> None:
     """Create the database named in DATABASE_URL if it does not exist."""
-    url = sqlalchemy.engine.make_url(settings().database_url)
-    engine = sqlalchemy.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        exists = connection.scalar(sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": url.database})
-        if not exists:
-            name = connection.dialect.identifier_preparer.quote(url.database or "")
-            connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
-    engine.dispose()
+    url = settings().database_url
+    name = sqlalchemy.engine.make_url(url).database
+    created = admin.create_database(url)
     emit(
         as_json,
-        {"database": url.database, "created": not exists},
-        lambda: console.print(f"database {url.database} {'already exists' if exists else 'created'}"),
+        {"database": name, "created": created},
+        lambda: console.print(f"database {name} {'created' if created else 'already exists'}"),
     )
 
 
@@ -131,19 +123,7 @@ def db_create(as_json: bool) -> None:
 @reports_errors
 def db_upgrade(revision: str, as_json: bool) -> None:
     """Apply the Alembic migrations (upgrade head)."""
-    from alembic import command
-    from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
-
-    config = Config(str(MIGRATIONS.parent / "alembic.ini"))
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", settings().database_url.replace("%", "%%"))
-    config.attributes["configure_logger"] = False
-    command.upgrade(config, revision)
-    engine = sqlalchemy.create_engine(settings().database_url)
-    with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
-    engine.dispose()
+    current = admin.upgrade(settings().database_url, revision)
     emit(as_json, {"revision": current}, lambda: console.print(f"database at revision {current}"))
 
 

@@ -9,14 +9,11 @@ import sys
 from dataclasses import dataclass
 
 import sqlalchemy
-from alembic import command
-from alembic.config import Config
-from rich.console import Console
 from rich.table import Table
 
 from processor.bootstrap import unit_of_work
-from processor.cli import MIGRATIONS
 from processor.config import get_settings
+from processor.db import admin
 from processor.domain.accounts import Account, make_account_number
 from processor.domain.money import format_amount
 from processor.domain.payments import parse_or_invalid
@@ -25,8 +22,8 @@ from processor.services.accounts import change_status, get_account, open_account
 from processor.services.customers import get_customer, register_customer
 from processor.services.payments import apply_payments
 from processor.services.verify import verify_ledger
+from processor.terminal import console
 
-console = Console(highlight=False)
 ACTOR = "demo"
 UNKNOWN = make_account_number(99999999)  # a well-formed number that no account has
 
@@ -39,19 +36,12 @@ class Step:
 
 def reset_database(url: str) -> None:
     """Drop and re-create the demo database, then migrate it with Alembic."""
-    target = sqlalchemy.engine.make_url(url)
-    if not (target.database or "").endswith("_demo"):
-        sys.exit(f"error: refusing to reset {target.database}: the demo only resets a database named *_demo")
-    admin = sqlalchemy.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
-        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{target.database}"'))
-    admin.dispose()
-    config = Config(str(MIGRATIONS.parent / "alembic.ini"))
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", url)
-    config.attributes["configure_logger"] = False
-    command.upgrade(config, "head")
+    name = sqlalchemy.engine.make_url(url).database or ""
+    if not name.endswith("_demo"):
+        sys.exit(f"error: refusing to reset {name}: the demo only resets a database whose name ends in _demo")
+    admin.drop_database(url)
+    admin.create_database(url)
+    admin.upgrade(url)
 
 
 def open_accounts() -> dict[str, Account]:

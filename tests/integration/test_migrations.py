@@ -6,7 +6,8 @@ import pytest
 import sqlalchemy
 from alembic import command
 
-from tests.conftest import ThrowawayDatabases, alembic_config
+from processor.db.admin import alembic_config
+from tests.conftest import ThrowawayDatabases
 
 
 @pytest.fixture
