@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import itertools
 import re
 from decimal import Decimal
 
@@ -8,7 +7,6 @@ import pytest
 
 from processor.domain.accounts import (
     ALLOWED_STATUS_CHANGES,
-    Account,
     AccountStatus,
     AccountType,
     make_account_number,
@@ -19,29 +17,9 @@ from processor.domain.accounts import (
     parse_status,
 )
 from processor.domain.errors import InvalidStatusChange, InvalidValue
+from tests.unit.builders import account
 
 S = AccountStatus
-_ids = itertools.count(1)
-
-
-def account(
-    type: str = "standard",
-    balance: str = "0.00",
-    status: str = "active",
-    overdraft_limit: str = "0.00",
-    currency: str = "GBP",
-) -> Account:
-    id = next(_ids)
-    return Account(
-        id=id,
-        number=make_account_number(10000000 + id),
-        customer=None if type == "settlement" else 100001,
-        type=AccountType(type),
-        status=AccountStatus(status),
-        currency=currency,
-        balance=Decimal(balance),
-        overdraft_limit=Decimal(overdraft_limit),
-    )
 
 
 SEQUENCE_VALUES = [10000000, 12345678, 90817263, 55555555, 123456789012345]

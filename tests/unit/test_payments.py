@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from processor.domain.accounts import Account, AccountStatus, AccountType, make_account_number
+from processor.domain.accounts import Account, make_account_number
 from processor.domain.errors import InvalidRequest
 from processor.domain.money import MAX_AMOUNT
 from processor.domain.payments import (
@@ -23,35 +23,13 @@ from processor.domain.payments import (
     parse_or_invalid,
     parse_payment,
 )
+from tests.unit.builders import account
 
-_ids = itertools.count(1)
 _references = itertools.count(1)
 LIMIT = Policy().savings_monthly_outgoing_limit
 A = make_account_number(20000001)
 B = make_account_number(20000002)
 MISSING = make_account_number(99999999)
-
-
-def account(
-    type: str = "standard",
-    balance: str = "0.00",
-    status: str = "active",
-    overdraft_limit: str = "0.00",
-    currency: str = "GBP",
-    reward_points: int = 0,
-) -> Account:
-    id = next(_ids)
-    return Account(
-        id=id,
-        number=make_account_number(10000000 + id),
-        customer=None if type == "settlement" else 100001,
-        type=AccountType(type),
-        status=AccountStatus(status),
-        currency=currency,
-        balance=Decimal(balance),
-        overdraft_limit=Decimal(overdraft_limit),
-        reward_points=reward_points,
-    )
 
 
 def book(*accounts: Account, at_limit: Iterable[Account] = (), policy: Policy | None = None) -> Book:
