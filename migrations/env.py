@@ -30,7 +30,7 @@ def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url") or get_settings().database_url
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata)
+        context.configure(connection=connection, target_metadata=target_metadata, compare_server_default=True)
         with context.begin_transaction():
             # A migration waits at most this long for a lock, instead of queueing every payment behind it.
             connection.execute(text("SET LOCAL lock_timeout = '5s'"))

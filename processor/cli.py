@@ -14,7 +14,7 @@ import sqlalchemy.exc
 from rich.table import Table
 
 from processor.bootstrap import unit_of_work
-from processor.config import Settings, get_settings
+from processor.config import Settings, env_name, get_settings
 from processor.db import admin
 from processor.domain.accounts import Account
 from processor.domain.errors import ProcessorError
@@ -40,7 +40,7 @@ def settings() -> Settings:
         return get_settings()
     except pydantic.ValidationError as error:
         problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in error.errors()
+            f"{env_name(str(e['loc'][0]))}: {e['msg'].removeprefix('Value error, ')}" for e in error.errors()
         )
         fail(f"configuration: {problems}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -35,10 +35,10 @@ class Settings(BaseSettings):
     reward_points_per_unit: int = Field(default=1, ge=0)
     reward_unit: Decimal = Field(default=Decimal("10.00"), gt=0)
     # Who the operator CLI records in the audit log when --actor is not given.
-    actor: str = Field(default_factory=getpass.getuser)
-    log_format: str = Field(default="text", pattern="^(text|json)$")
+    actor: str = Field(default_factory=lambda: _login_name())
+    log_format: Literal["text", "json"] = "text"
     # Unset: the CLI logs warnings only (its output is the result), long-running processes log INFO.
-    log_level: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         if url.get_backend_name() != "postgresql":
             raise ValueError(f"the processor needs PostgreSQL, not {url.get_backend_name()}")
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("currencies", mode="before")
     @classmethod
@@ -74,6 +79,20 @@ class Settings(BaseSettings):
             reward_points_per_unit=self.reward_points_per_unit,
             reward_unit=self.reward_unit,
         )
+
+
+def _login_name() -> str:
+    # getuser() raises when the uid has no passwd entry and USER/LOGNAME are unset, as in many containers.
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a settings field."""
+    name = field.upper()
+    return name if name in ("DATABASE_URL", "CELERY_BROKER_URL") else f"PROCESSOR_{name}"
 
 
 @lru_cache

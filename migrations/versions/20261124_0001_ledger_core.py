@@ -168,20 +168,18 @@ def upgrade() -> None:
         sa.Column("transaction_id", sa.BigInteger(), nullable=False),
         sa.Column("fields", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("payload", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("fingerprint", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.ForeignKeyConstraint(
             ["transaction_id"], ["transactions.id"], name=op.f("fk_transaction_conflicts_transaction_id_transactions")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_transaction_conflicts")),
-    )
-    op.create_index(
-        op.f("ix_transaction_conflicts_transaction_id"), "transaction_conflicts", ["transaction_id"], unique=False
+        sa.UniqueConstraint("transaction_id", "fingerprint", name=op.f("uq_transaction_conflicts_transaction_id")),
     )
 
 
 def downgrade() -> None:
     """Downgrade schema."""
-    op.drop_index(op.f("ix_transaction_conflicts_transaction_id"), table_name="transaction_conflicts")
     op.drop_table("transaction_conflicts")
     op.drop_index(op.f("ix_ledger_entries_transaction_id"), table_name="ledger_entries")
     op.drop_index("ix_ledger_entries_account_id_id", table_name="ledger_entries")

@@ -98,7 +98,7 @@ class AccountRepository:
         currency: str,
         overdraft_limit: Decimal,
     ) -> str:
-        number = make_account_number(self.session.execute(account_number_seq.next_value()).scalar_one())
+        number = self._next_number()
         self.session.execute(
             insert(AccountRow).values(
                 number=number,
@@ -110,12 +110,15 @@ class AccountRepository:
         )
         return number
 
+    def _next_number(self) -> str:
+        return make_account_number(self.session.execute(account_number_seq.next_value()).scalar_one())
+
     def ensure_settlement(self, currency: str) -> None:
         exists = self.session.scalar(
             select(AccountRow.id).where(AccountRow.type == AccountType.SETTLEMENT, AccountRow.currency == currency)
         )
         if exists is None:
-            number = make_account_number(self.session.execute(account_number_seq.next_value()).scalar_one())
+            number = self._next_number()
             self.session.execute(
                 pg_insert(AccountRow)
                 .values(number=number, type=AccountType.SETTLEMENT.value, currency=currency)
@@ -145,7 +148,9 @@ class AccountRepository:
                 )
             )
             .order_by(AccountRow.id)
-            .with_for_update(of=AccountRow)
+            # FOR NO KEY UPDATE: a payment changes balances, never keys, so rows that merely reference
+            # these accounts (new ledger entries, say) need not wait for it.
+            .with_for_update(of=AccountRow, key_share=True)
         )
         return [_account(row) for row in self.session.execute(query)]
 
@@ -257,13 +262,16 @@ class TransactionRepository:
                 TransactionConflictRow.transaction_id,
                 TransactionConflictRow.fields,
                 TransactionConflictRow.payload,
+                TransactionConflictRow.fingerprint,
                 TransactionConflictRow.created_at,
             )
             .where(TransactionConflictRow.transaction_id.in_(transaction_ids))
             .order_by(TransactionConflictRow.id)
         )
         for r in rows:
-            found.setdefault(r.transaction_id, []).append(Conflict(tuple(r.fields), r.payload, r.created_at))
+            found.setdefault(r.transaction_id, []).append(
+                Conflict(tuple(r.fields), r.payload, r.fingerprint, r.created_at)
+            )
         return found
 
     def add_all(self, transactions: Sequence[NewTransaction]) -> dict[str, int]:
@@ -298,7 +306,15 @@ class TransactionRepository:
         if conflicts:
             self.session.execute(
                 insert(TransactionConflictRow),
-                [{"transaction_id": tid, "fields": list(c.fields), "payload": dict(c.payload)} for tid, c in conflicts],
+                [
+                    {
+                        "transaction_id": tid,
+                        "fields": list(c.fields),
+                        "payload": dict(c.payload),
+                        "fingerprint": c.fingerprint,
+                    }
+                    for tid, c in conflicts
+                ],
             )
 
     def count_outgoing_since(self, account_ids: Collection[int], since: datetime) -> dict[int, int]:
@@ -379,7 +395,8 @@ _INVARIANTS: dict[str, str] = {
           AND EXISTS (SELECT 1 FROM ledger_entries e WHERE e.transaction_id = t.id)""",
     "balance_above_floor": """
         SELECT number, type, balance, overdraft_limit FROM accounts
-        WHERE type <> 'settlement' AND balance < -overdraft_limit""",
+        WHERE type <> 'settlement'
+          AND balance < CASE WHEN type = 'standard' THEN -overdraft_limit ELSE 0 END""",
     "balances_sum_to_zero": """
         SELECT currency, SUM(balance) AS total FROM accounts
         GROUP BY currency HAVING SUM(balance) <> 0""",

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Sequence,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -146,10 +147,14 @@ class TransactionConflictRow(Base):
     __tablename__ = "transaction_conflicts"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    transaction_id: Mapped[int] = mapped_column(ForeignKey("transactions.id"), index=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("transactions.id"))
     fields: Mapped[list[str]] = mapped_column(JSONB)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    fingerprint: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    # A redelivered conflicting message is the same attempt again: recorded once, however often it comes.
+    __table_args__ = (UniqueConstraint("transaction_id", "fingerprint"),)
 
 
 class LedgerEntryRow(Base):

@@ -138,6 +138,10 @@ class Account:
         return floor is None or self.balance - amount >= floor
 
     def check_status_change(self, target: AccountStatus) -> None:
+        if self.type is AccountType.SETTLEMENT:
+            raise InvalidStatusChange(
+                f"account {self.number} is the bank's {self.currency} settlement account; its status does not change"
+            )
         if target is self.status:
             raise InvalidStatusChange(f"account {self.number} is already {target}")
         allowed = ALLOWED_STATUS_CHANGES[self.status]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -119,13 +120,15 @@ class InvalidPayment:
 
     def payload(self) -> dict[str, object]:
         """The fields as received, anything that is not a JSON scalar turned into text."""
-        return {
-            key: value if value is None or isinstance(value, str | int | bool) else str(value)
-            for key, value in self.fields.items()
-        }
+        return {key: value if _is_json_scalar(value) else str(value) for key, value in self.fields.items()}
 
     def fingerprint(self) -> str:
         return fingerprint(self.identity())
+
+
+def _is_json_scalar(value: object) -> bool:
+    # A float stays a float so that the record shows it arrived as one (and was refused for it).
+    return value is None or isinstance(value, str | int | bool) or (isinstance(value, float) and math.isfinite(value))
 
 
 def fingerprint(identity: Mapping[str, object]) -> str:
@@ -201,6 +204,7 @@ class Conflict:
 
     fields: tuple[str, ...]
     payload: Mapping[str, object]
+    fingerprint: str
     at: datetime | None = None
 
 
@@ -328,6 +332,15 @@ class Book:
         return None
 
 
+_FIELD_PARSERS: dict[str, Callable[[object], object]] = {
+    "type": parse_payment_type,
+    "amount": parse_amount,
+    "currency": parse_currency,
+    "source": parse_account_number,
+    "destination": parse_account_number,
+}
+
+
 @dataclass(frozen=True)
 class Recorded:
     """The outcome recorded for a reference, with the request it was recorded for."""
@@ -344,7 +357,15 @@ class Recorded:
     def outcome(self, delivery: Delivery = Delivery.FIRST) -> Outcome:
         def text(name: str) -> str | None:
             value = self.payload.get(name)
-            return None if value is None else str(value)
+            if value is None:
+                return None
+            if self.reason is Reason.INVALID_REQUEST:
+                # The outcome promises well-formed values; what was malformed is in `errors`.
+                try:
+                    _FIELD_PARSERS[name](value)
+                except InvalidValue:
+                    return None
+            return format_amount(parse_amount(value)) if name == "amount" else str(value)
 
         return Outcome(
             reference=self.reference,

@@ -76,7 +76,7 @@ def change_status(uow: UnitOfWork, number: str, status: str, reason: str, actor:
     with uow:
         # Locked like a payment locks it, so a payment in flight finishes under the old status or sees the new.
         locked = uow.accounts.get_for_update([number])
-        if not locked or locked[0].customer is None:
+        if not locked:
             raise AccountNotFound(number)
         account = locked[0]
         account.check_status_change(target)
@@ -88,10 +88,7 @@ def change_status(uow: UnitOfWork, number: str, status: str, reason: str, actor:
             "account",
             number,
             reason=reason,
-            **{
-                "from": previous.value,
-                "to": target.value,
-            },
+            **{"from": previous.value, "to": target.value},
         )
         uow.commit()
     account.status = target

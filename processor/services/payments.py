@@ -32,8 +32,10 @@ def apply_payments(
 ) -> list[Outcome]:
     """Apply a batch of payment requests in one transaction: one outcome per request, one effect per reference."""
     with uow:
-        # Lock order, the same for every batch: references (sorted) first, then accounts (by id). Nothing else
-        # is locked, so two batches can wait for each other but never in a cycle.
+        # Lock order, the same for every batch: references (advisory locks, by hash) first, then accounts (by
+        # id). The inserts below wait on nothing else: their foreign keys point at accounts this transaction
+        # holds already, and a reference's unique index entry is only contended behind its advisory lock.
+        # So two batches can wait for each other, but never in a cycle.
         references = {r.reference for r in requests}
         uow.transactions.lock_references(references)
         recorded = uow.transactions.get_by_references(references)
@@ -65,10 +67,13 @@ def apply_payments(
             elif request.fingerprint() == previous.fingerprint:
                 outcomes.append(previous.outcome(Delivery.DUPLICATE))
             else:
-                attempt = request.payload()
-                conflict = Conflict(tuple(differing_fields(previous.payload, attempt)), attempt)
-                recorded[request.reference] = previous = replace(previous, conflicts=(*previous.conflicts, conflict))
-                conflicts.append((request.reference, conflict))
+                fingerprint = request.fingerprint()
+                if all(c.fingerprint != fingerprint for c in previous.conflicts):
+                    attempt = request.payload()
+                    conflict = Conflict(tuple(differing_fields(previous.payload, attempt)), attempt, fingerprint)
+                    previous = replace(previous, conflicts=(*previous.conflicts, conflict))
+                    recorded[request.reference] = previous
+                    conflicts.append((request.reference, conflict))
                 outcomes.append(previous.outcome(Delivery.CONFLICT))
 
         ids = uow.transactions.add_all(new)

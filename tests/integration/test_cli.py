@@ -6,16 +6,20 @@ import json
 import logging
 import os
 import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy
+from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
 from sqlalchemy.engine import make_url
 
 from processor.cli import cli
+from processor.db.admin import alembic_config
 from processor.db.engine import get_engine
 from processor.services.accounts import get_account
 from processor.services.customers import get_customer
@@ -28,8 +32,9 @@ from tests.builders import (
     transfer,
     withdrawal,
 )
+from tests.conftest import SERVER_URL, ThrowawayDatabases
 
-CONSOLE_SCRIPT = "/work/main/.venv/bin/processor"
+CONSOLE_SCRIPT = str(Path(sys.executable).with_name("processor"))
 UNKNOWN_CUSTOMER = "99999999"
 ACCOUNT_KEYS = {"number", "customer", "type", "status", "currency", "balance", "overdraft_limit", "reward_points"}
 
@@ -428,3 +433,20 @@ class TestConsoleScript:
 
         assert completed.returncode == 1
         assert "DATABASE_URL" in error_line(completed.stderr)
+
+
+class TestDb:
+    def test_create_then_upgrade_a_new_database(self, databases: ThrowawayDatabases, tmp_path: Path) -> None:
+        url = make_url(SERVER_URL).set(database=f"abcbank_test_cli_{uuid.uuid4().hex[:8]}")
+        rendered = url.render_as_string(hide_password=False)
+        head = ScriptDirectory.from_config(alembic_config(rendered)).get_current_head()
+        try:
+            created = run_script(rendered, "db", "create", "--json", cwd=str(tmp_path))
+            again = run_script(rendered, "db", "create", "--json", cwd=str(tmp_path))
+            upgraded = run_script(rendered, "db", "upgrade", "--json", cwd=str(tmp_path))
+        finally:
+            databases.drop(rendered)
+        assert json.loads(created.stdout) == {"database": url.database, "created": True}
+        assert json.loads(again.stdout) == {"database": url.database, "created": False}
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert json.loads(upgraded.stdout) == {"revision": head}

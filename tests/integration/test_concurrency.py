@@ -91,6 +91,24 @@ class TestSameReferenceRace:
         assert balance(make_uow, account.number) == Decimal(winner.amount or "")
         assert {o.amount for o in outcomes} == {winner.amount}
 
+    def test_batches_sharing_references_in_opposite_orders_do_not_deadlock(self, make_uow: UowFactory) -> None:
+        account = make_account(make_uow)
+        rounds, size = 10, 6
+
+        def job(i: int) -> list[Outcome]:
+            results: list[Outcome] = []
+            for n in range(rounds):
+                batch = [deposit(account.number, "1.00", reference=f"shared-{n}-{k}") for k in range(size)]
+                results += pay(make_uow, *(batch if i % 2 else batch[::-1]))
+            return results
+
+        outcomes = [o for batch in race(THREADS, job) for o in batch]
+        assert Counter(o.delivery for o in outcomes) == {
+            "first": rounds * size,
+            "duplicate": (THREADS - 1) * rounds * size,
+        }
+        assert balance(make_uow, account.number) == Decimal(rounds * size)
+
 
 class TestSavingsUnderConcurrentWithdrawals:
     def test_floor_holds(self, make_uow: UowFactory) -> None:

@@ -6,7 +6,6 @@ import pytest
 import sqlalchemy
 
 from processor.domain.errors import (
-    AccountNotFound,
     CustomerNotFound,
     DuplicateEmail,
     InvalidStatusChange,
@@ -135,5 +134,5 @@ class TestChangeStatus:
         make_account(make_uow)
         with make_uow() as uow:
             number = uow.session.scalar(sqlalchemy.text("SELECT number FROM accounts WHERE type = 'settlement'"))
-        with pytest.raises(AccountNotFound):
+        with pytest.raises(InvalidStatusChange, match="settlement account"):
             change_status(make_uow(), number, "frozen", "no", "alice")

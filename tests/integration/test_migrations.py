@@ -7,6 +7,7 @@ import sqlalchemy
 from alembic import command
 
 from processor.db.admin import alembic_config
+from processor.db.tables import Base
 from tests.conftest import ThrowawayDatabases
 
 
@@ -36,3 +37,43 @@ class TestMigrations:
         command.upgrade(config, "head")
         assert tables(empty_database) == created
         command.check(config)  # raises if the models and the migrations disagree
+
+    def test_check_constraints_match_the_models(self, empty_database: str) -> None:
+        # alembic check does not compare CHECK constraints, so PostgreSQL normalises each model CHECK (added
+        # as a probe and rolled back) and the result must equal what the migrations created under that name.
+        command.upgrade(alembic_config(empty_database), "head")
+        engine = sqlalchemy.create_engine(empty_database)
+        definition = sqlalchemy.text(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = CAST(:table AS regclass) AND conname = :name"
+        )
+        expected: dict[str, str] = {}
+        try:
+            with engine.connect() as connection:
+                for table in Base.metadata.sorted_tables:
+                    for constraint in table.constraints:
+                        if not isinstance(constraint, sqlalchemy.CheckConstraint):
+                            continue
+                        name = str(constraint.name)  # already expanded by the naming convention
+                        with connection.begin():
+                            connection.execute(
+                                sqlalchemy.text(
+                                    f"ALTER TABLE {table.name} ADD CONSTRAINT drift_probe"
+                                    f" CHECK ({constraint.sqltext}) NOT VALID"
+                                )
+                            )
+                            probe = connection.scalar(definition, {"table": table.name, "name": "drift_probe"})
+                            expected[name] = probe.removesuffix(" NOT VALID")
+                            connection.rollback()
+                actual = {
+                    row.conname: row.definition
+                    for row in connection.execute(
+                        sqlalchemy.text(
+                            "SELECT conname, pg_get_constraintdef(oid) AS definition FROM pg_constraint"
+                            " WHERE contype = 'c' AND connamespace = 'public'::regnamespace"
+                        )
+                    )
+                }
+        finally:
+            engine.dispose()
+        assert actual == expected

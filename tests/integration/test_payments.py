@@ -237,6 +237,16 @@ class TestIdempotency:
         assert [c.fields for c in stored.conflicts] == [("destination", "amount")]
         assert stored.conflicts[0].at is not None
 
+    def test_redelivered_conflict_is_recorded_once(self, make_uow: UowFactory) -> None:
+        account = make_account(make_uow)
+        pay(make_uow, deposit(account.number, "10.00", reference="ref-1"))
+        outcomes = pay(make_uow, *[deposit(account.number, "20.00", reference="ref-1")] * 2)
+        (again,) = pay(make_uow, deposit(account.number, "20.00", reference="ref-1"))
+        (other,) = pay(make_uow, deposit(account.number, "30.00", reference="ref-1"))
+        assert [o.delivery for o in [*outcomes, again, other]] == ["conflict"] * 4
+        assert count(make_uow, "transaction_conflicts") == 2
+        assert [c.payload["amount"] for c in other.conflicts] == ["20.00", "30.00"]
+
     def test_type_change_is_a_conflict(self, make_uow: UowFactory) -> None:
         account = make_account(make_uow, balance="50.00")
         pay(make_uow, deposit(account.number, "10.00", reference="ref-1"))
@@ -261,6 +271,7 @@ class TestInvalidRequests:
         request = parse_or_invalid({"reference": "bad-1", "type": "deposit", "amount": 1.5, "currency": "GBP"})
         (outcome,) = apply_payments(make_uow(), [request], Policy())
         assert (outcome.status, outcome.reason) == ("rejected", "invalid_request")
+        assert (outcome.type, outcome.amount, outcome.currency) == ("deposit", None, "GBP")
         assert any(e.startswith("amount:") for e in outcome.errors)
         assert any(e.startswith("destination:") for e in outcome.errors)
         assert get_outcome(make_uow(), "bad-1").reason == "invalid_request"

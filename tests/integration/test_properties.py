@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor.domain.accounts import make_account_number
-from processor.domain.payments import InvalidPayment, PaymentRequest, Policy, parse_or_invalid
+from processor.domain.payments import InvalidPayment, Outcome, PaymentRequest, Policy, parse_or_invalid
 from processor.services.payments import apply_payments
 from processor.services.verify import verify_ledger
-from tests.builders import UowFactory, make_account
+from tests.builders import UowFactory, balance, make_account
 from tests.conftest import TABLES
 
 UNKNOWN_ACCOUNT = make_account_number(99999999)  # well-formed, never opened
@@ -64,18 +64,34 @@ def test_any_sequence_of_requests_keeps_the_ledger_valid(
     make_uow: UowFactory, batches: list[list[dict[str, object]]]
 ) -> None:
     numbers = reset(make_uow)
+    expected = {number: balance(make_uow, number) for number in numbers[:-1]}
     policy = Policy(savings_monthly_outgoing_limit=3)
-    references: set[str] = set()
+    first: dict[str, Outcome] = {}
     for batch in batches:
         requests = [to_request(raw, numbers) for raw in batch]
         outcomes = apply_payments(make_uow(), requests, policy)
         assert [o.reference for o in outcomes] == [r.reference for r in requests]
         for request, outcome in zip(requests, outcomes, strict=True):
-            if isinstance(request, InvalidPayment) and request.reference not in references:
+            original = first.setdefault(request.reference, outcome)
+            if outcome is not original:
+                # A repeat changes nothing: it reports the outcome recorded the first time.
+                assert outcome.delivery in ("duplicate", "conflict")
+                assert (outcome.status, outcome.reason) == (original.status, original.reason)
+                continue
+            assert outcome.delivery == "first"
+            if isinstance(request, InvalidPayment):
                 assert outcome.reason == "invalid_request"
-            references.add(request.reference)
+            elif request.type == "deposit" and request.destination == numbers[0] and request.currency == "GBP":
+                assert outcome.status == "applied"  # an active standard account takes any deposit in its currency
+            if outcome.status == "applied":
+                assert isinstance(request, PaymentRequest)
+                if request.source:
+                    expected[request.source] -= request.amount
+                if request.destination:
+                    expected[request.destination] += request.amount
 
+    assert {number: balance(make_uow, number) for number in expected} == expected
     assert verify_ledger(make_uow()) == []
     with make_uow() as uow:
         recorded = uow.session.scalar(sqlalchemy.text("SELECT count(*) FROM transactions WHERE reference LIKE 'ref-%'"))
-    assert recorded == len(references)
+    assert recorded == len(first)
