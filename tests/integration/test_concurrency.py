@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import TypeVar
 
+import sqlalchemy
+
+from processor.domain.accounts import AccountStatus
 from processor.domain.payments import Outcome, PaymentRequest
 from processor.services.verify import verify_ledger
 from tests.builders import UowFactory, balance, deposit, make_account, pay, transfer, withdrawal
@@ -108,6 +112,37 @@ class TestSameReferenceRace:
             "duplicate": (THREADS - 1) * rounds * size,
         }
         assert balance(make_uow, account.number) == Decimal(rounds * size)
+
+
+class TestStatusChangeMeetsPayment:
+    def test_payment_waiting_for_the_lock_sees_the_status_committed_meanwhile(self, make_uow: UowFactory) -> None:
+        account = make_account(make_uow, balance="10.00")
+        with make_uow() as operator, ThreadPoolExecutor(1) as pool:
+            (locked,) = operator.accounts.get_for_update([account.number])
+            waiting = pool.submit(lambda: pay(make_uow, withdrawal(account.number, "1.00"))[0])
+            wait_for_a_lock_wait(make_uow)
+            operator.accounts.set_status(locked.id, AccountStatus.FROZEN)
+            operator.commit()
+            outcome = waiting.result(timeout=30)
+        assert outcome.reason == "outgoing_blocked"
+        assert balance(make_uow, account.number) == Decimal("10.00")
+
+
+def wait_for_a_lock_wait(make_uow: UowFactory) -> None:
+    """Return once some session of this database is waiting for a lock (the payment, queued behind us)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with make_uow() as uow:
+            waiting = uow.session.scalar(
+                sqlalchemy.text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        if waiting:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the payment never waited for the account lock")
 
 
 class TestSavingsUnderConcurrentWithdrawals:
