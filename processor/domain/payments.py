@@ -307,9 +307,9 @@ class Book:
     def _reason(self, request: PaymentRequest, source: Account | None, destination: Account | None) -> Reason | None:
         if request.source is not None and request.source == request.destination:
             return Reason.SAME_ACCOUNT
-        if len([a for a in (source, destination) if a is not None]) != len(request.accounts):
-            return Reason.ACCOUNT_NOT_FOUND
         touched = [a for a in (source, destination) if a is not None]
+        if len(touched) != len(request.accounts):
+            return Reason.ACCOUNT_NOT_FOUND
         if any(a.currency != request.currency for a in touched):
             return Reason.CURRENCY_MISMATCH
         if request.currency not in self.settlement and request.type is not PaymentType.TRANSFER:

@@ -40,19 +40,13 @@ def apply_payments(
         uow.transactions.lock_references(references)
         recorded = uow.transactions.get_by_references(references)
         fresh = [r for r in requests if isinstance(r, PaymentRequest) and r.reference not in recorded]
-        book = Book.of(
-            uow.accounts.get_for_update(
-                {number for r in fresh for number in r.accounts},
-                {r.currency for r in fresh if r.type is not PaymentType.TRANSFER},
-            ),
-            {},
-            policy,
+        locked = uow.accounts.get_for_update(
+            {number for r in fresh for number in r.accounts},
+            {r.currency for r in fresh if r.type is not PaymentType.TRANSFER},
         )
-        savings = [a.id for a in book.accounts.values() if a.type is AccountType.SAVINGS]
-        if savings:
-            book.outgoing_this_month.update(
-                uow.transactions.count_outgoing_since(savings, month_start(uow.transactions.now()))
-            )
+        savings = [a.id for a in locked if a.type is AccountType.SAVINGS]
+        counts = uow.transactions.count_outgoing_since(savings, month_start(uow.transactions.now())) if savings else {}
+        book = Book.of(locked, counts, policy)
 
         outcomes: list[Outcome] = []
         new: list[NewTransaction] = []
@@ -60,7 +54,7 @@ def apply_payments(
         for request in requests:
             previous = recorded.get(request.reference)
             if previous is None:
-                transaction = _decide(book, request)
+                transaction = _record(book, request)
                 new.append(transaction)
                 recorded[request.reference] = transaction.recorded
                 outcomes.append(transaction.recorded.outcome())
@@ -97,7 +91,7 @@ def get_outcome(uow: UnitOfWork, reference: str) -> Outcome:
     return recorded.outcome()
 
 
-def _decide(book: Book, request: Request) -> NewTransaction:
+def _record(book: Book, request: Request) -> NewTransaction:
     if isinstance(request, InvalidPayment):
         recorded = Recorded(
             reference=request.reference,
