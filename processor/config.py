@@ -16,6 +16,8 @@ from processor.domain.errors import InvalidValue
 from processor.domain.money import parse_currency
 from processor.domain.payments import Policy
 
+_POLICY = Policy()  # the domain's defaults, so they are stated once
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PROCESSOR_", env_file=".env", extra="ignore")
@@ -31,9 +33,9 @@ class Settings(BaseSettings):
     default_currency: str = "GBP"
     # Comma-separated in the environment: PROCESSOR_CURRENCIES=GBP,EUR
     currencies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["GBP", "EUR", "USD"])
-    savings_monthly_outgoing_limit: int = Field(default=6, ge=0)
-    reward_points_per_unit: int = Field(default=1, ge=0)
-    reward_unit: Decimal = Field(default=Decimal("10.00"), gt=0)
+    savings_monthly_outgoing_limit: int = Field(default=_POLICY.savings_monthly_outgoing_limit, ge=0)
+    reward_points_per_unit: int = Field(default=_POLICY.reward_points_per_unit, ge=0)
+    reward_unit: Decimal = Field(default=_POLICY.reward_unit, gt=0)
     # Who the operator CLI records in the audit log when --actor is not given.
     actor: str = Field(default_factory=lambda: _login_name())
     log_format: Literal["text", "json"] = "text"

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from processor.config import get_settings
 from processor.db import admin
 from processor.db.engine import get_engine, get_session_factory
+from processor.db.tables import Base
 from processor.db.uow import UnitOfWork
 
 SERVER_URL = os.environ.get("TEST_DATABASE_SERVER_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
@@ -53,7 +54,11 @@ def database_url(databases: ThrowawayDatabases) -> Iterator[str]:
     databases.drop(url)
 
 
-TABLES = "audit_log, ledger_entries, transaction_conflicts, transactions, accounts, customers"
+def empty_tables(url: str) -> None:
+    """Empty every table the models know, so a new table cannot be forgotten here."""
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    with get_engine(url).begin() as connection:
+        connection.execute(sqlalchemy.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture
@@ -61,5 +66,4 @@ def make_uow(database_url: str) -> Iterator[Callable[[], UnitOfWork]]:
     """A fresh unit of work on the test database, emptied after the test (threads commit for real)."""
     factory = get_session_factory(database_url)
     yield lambda: UnitOfWork(factory)
-    with get_engine(database_url).begin() as connection:
-        connection.execute(sqlalchemy.text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+    empty_tables(database_url)

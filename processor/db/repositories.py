@@ -29,7 +29,7 @@ from processor.domain.accounts import (
     make_account_number,
 )
 from processor.domain.ledger import StatementEntry, Violation
-from processor.domain.payments import Conflict, OutcomeStatus, Reason, Recorded
+from processor.domain.payments import Conflict, OutcomeStatus, Posting, Reason, Recorded
 
 
 class CustomerRepository:
@@ -178,14 +178,6 @@ class AccountRepository:
 
 
 @dataclass(frozen=True)
-class NewEntry:
-    reference: str
-    account_id: int
-    amount: Decimal
-    balance_after: Decimal
-
-
-@dataclass(frozen=True)
 class NewTransaction:
     recorded: Recorded
     type: str | None = None
@@ -196,7 +188,7 @@ class NewTransaction:
     amount: Decimal | None = None
     currency: str | None = None
     description: str | None = None
-    entries: tuple[NewEntry, ...] = ()
+    postings: tuple[Posting, ...] = ()
 
 
 class TransactionRepository:
@@ -332,20 +324,20 @@ class TransactionRepository:
         )
         return {account_id: count for account_id, count in rows if account_id is not None}
 
-    def add_entries(self, entries: Sequence[NewEntry], ids: dict[str, int]) -> None:
-        if entries:
-            self.session.execute(
-                insert(LedgerEntryRow),
-                [
-                    {
-                        "transaction_id": ids[e.reference],
-                        "account_id": e.account_id,
-                        "amount": e.amount,
-                        "balance_after": e.balance_after,
-                    }
-                    for e in entries
-                ],
-            )
+    def add_entries(self, transactions: Sequence[NewTransaction], ids: dict[str, int]) -> None:
+        """Write each transaction's postings as ledger entries; `ids` maps references to transaction ids."""
+        rows = [
+            {
+                "transaction_id": ids[t.recorded.reference],
+                "account_id": p.account_id,
+                "amount": p.amount,
+                "balance_after": p.balance_after,
+            }
+            for t in transactions
+            for p in t.postings
+        ]
+        if rows:
+            self.session.execute(insert(LedgerEntryRow), rows)
 
 
 class AuditRepository:

@@ -4,7 +4,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
-from processor.db.repositories import NewEntry, NewTransaction
+from processor.db.repositories import NewTransaction
 from processor.db.uow import UnitOfWork
 from processor.domain.accounts import AccountType
 from processor.domain.payments import (
@@ -72,7 +72,7 @@ def apply_payments(
 
         ids = uow.transactions.add_all(new)
         ids.update({r.reference: r.id for r in recorded.values() if r.id is not None})
-        uow.transactions.add_entries([entry for t in new for entry in t.entries], ids)
+        uow.transactions.add_entries(new, ids)
         uow.transactions.add_conflicts([(ids[reference], conflict) for reference, conflict in conflicts])
         uow.accounts.save_balances(book.changed.values())
         uow.commit()
@@ -120,7 +120,7 @@ def _record(book: Book, request: Request) -> NewTransaction:
         amount=request.amount,
         currency=request.currency,
         description=request.description,
-        entries=tuple(NewEntry(request.reference, p.account_id, p.amount, p.balance_after) for p in decision.postings),
+        postings=decision.postings,
     )
 
 

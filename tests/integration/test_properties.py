@@ -13,7 +13,7 @@ from processor.domain.payments import InvalidPayment, Outcome, PaymentRequest, P
 from processor.services.payments import apply_payments
 from processor.services.verify import verify_ledger
 from tests.builders import UowFactory, balance, make_account
-from tests.conftest import TABLES
+from tests.conftest import empty_tables
 
 UNKNOWN_ACCOUNT = make_account_number(99999999)  # well-formed, never opened
 ACCOUNT_SETUPS: list[dict[str, str]] = [
@@ -42,10 +42,8 @@ raw_requests = st.fixed_dictionaries(
 )
 
 
-def reset(make_uow: UowFactory) -> list[str]:
-    with make_uow() as uow:
-        uow.session.execute(sqlalchemy.text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
-        uow.commit()
+def reset(make_uow: UowFactory, database_url: str) -> list[str]:
+    empty_tables(database_url)
     return [make_account(make_uow, **setup).number for setup in ACCOUNT_SETUPS] + [UNKNOWN_ACCOUNT]  # type: ignore[arg-type]
 
 
@@ -61,9 +59,9 @@ def to_request(raw: dict[str, object], numbers: list[str]) -> PaymentRequest | I
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=st.lists(st.lists(raw_requests, min_size=1, max_size=6), min_size=1, max_size=5))
 def test_any_sequence_of_requests_keeps_the_ledger_valid(
-    make_uow: UowFactory, batches: list[list[dict[str, object]]]
+    make_uow: UowFactory, database_url: str, batches: list[list[dict[str, object]]]
 ) -> None:
-    numbers = reset(make_uow)
+    numbers = reset(make_uow, database_url)
     expected = {number: balance(make_uow, number) for number in numbers[:-1]}
     policy = Policy(savings_monthly_outgoing_limit=3)
     first: dict[str, Outcome] = {}
