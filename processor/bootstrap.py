@@ -9,3 +9,13 @@ from processor.db.uow import UnitOfWork
 
 def unit_of_work(database_url: str | None = None) -> UnitOfWork:
     return UnitOfWork(get_session_factory(database_url or get_settings().database_url))
+
+
+def worker_unit_of_work() -> UnitOfWork:
+    """A unit of work whose lock waits and statements are bounded, so a stuck lock becomes a retry, not a hang."""
+    settings = get_settings()
+    return UnitOfWork(
+        get_session_factory(settings.database_url),
+        lock_timeout=settings.lock_timeout,
+        statement_timeout=settings.statement_timeout,
+    )

@@ -7,7 +7,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     reward_unit: Decimal = Field(default=_POLICY.reward_unit, gt=0)
     # Who the operator CLI records in the audit log when --actor is not given.
     actor: str = Field(default_factory=lambda: _login_name())
+    # Workers (see processor/celery.py for why these values).
+    visibility_timeout: int = Field(default=300, ge=1)
+    retry_max: int = Field(default=12, ge=0)
+    retry_backoff_max: int = Field(default=60, ge=1)
+    lock_timeout: float = Field(default=5.0, gt=0)
+    statement_timeout: float = Field(default=30.0, gt=0)
+    worker_concurrency: int | None = Field(default=None, ge=1)
     log_format: Literal["text", "json"] = "text"
     # Unset: the CLI logs warnings only (its output is the result), long-running processes log INFO.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
@@ -74,6 +81,18 @@ class Settings(BaseSettings):
             return [parse_currency(code, "PROCESSOR_CURRENCIES") for code in value]
         except InvalidValue as error:
             raise ValueError(error.message) from None
+
+    @model_validator(mode="after")
+    def _check_redelivery_timing(self) -> Settings:
+        # Redis hands an unacked message to another worker after the visibility timeout. A retry waits unacked
+        # for its countdown, so a countdown as long as the timeout would be delivered twice.
+        if self.visibility_timeout <= self.retry_backoff_max + self.statement_timeout:
+            raise ValueError(
+                f"PROCESSOR_VISIBILITY_TIMEOUT ({self.visibility_timeout} s) must be longer than "
+                f"PROCESSOR_RETRY_BACKOFF_MAX ({self.retry_backoff_max} s) plus "
+                f"PROCESSOR_STATEMENT_TIMEOUT ({self.statement_timeout} s)"
+            )
+        return self
 
     def policy(self) -> Policy:
         return Policy(

@@ -1,10 +1,71 @@
-"""The console human-readable output goes to."""
+"""What every CLI of the project shares: the console, one-line errors, exit codes and --json."""
 
 from __future__ import annotations
 
+import functools
+import json
 import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
+import click
+import pydantic
+import sqlalchemy.exc
 from rich.console import Console
+
+from processor.config import Settings, env_name, get_settings
+from processor.domain.errors import ProcessorError
 
 # Piped or redirected output gets a wide fixed width, so that tables are not cut to 80 columns in logs.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def settings() -> Settings:
+    try:
+        return get_settings()
+    except pydantic.ValidationError as error:
+        problems = "; ".join(
+            (f"{env_name(str(e['loc'][0]))}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+            for e in error.errors()
+        )
+        fail(f"configuration: {problems}")
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn the errors a user can act on into one line on stderr and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except ProcessorError as error:
+            fail(str(error))
+        except sqlalchemy.exc.OperationalError as error:
+            url = sqlalchemy.engine.make_url(settings().database_url).render_as_string(hide_password=True)
+            reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+            fail(f"cannot use the database at {url} (DATABASE_URL): {reason}")
+        except sqlalchemy.exc.ProgrammingError as error:
+            if "does not exist" in str(error.orig):
+                fail("the database schema is missing or out of date: run 'processor db upgrade'")
+            raise
+
+    return wrapper
+
+
+def json_option(command: Callable[P, R]) -> Callable[P, R]:
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(command)
+
+
+def emit(as_json: bool, data: Any, render: Callable[[], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        render()

@@ -1,5 +1,10 @@
 """The producer side: what upstream systems and operators use to send payment requests.
 
-The queue issue adds the client API and the `submit deposit|withdraw|transfer|file|status` commands; this
-package never touches the database tables, it only sends messages and reads outcomes.
+This package never touches the database tables: it validates and sends messages, and reads outcomes through
+the processor's services.
 """
+
+from processor.domain.errors import InvalidRequest
+from submit.client import Client, new_reference
+
+__all__ = ["Client", "InvalidRequest", "new_reference"]

@@ -16,6 +16,7 @@ from processor.db.tables import (
     AccountRow,
     AuditLogRow,
     CustomerRow,
+    HeldMessageRow,
     LedgerEntryRow,
     TransactionConflictRow,
     TransactionRow,
@@ -28,6 +29,7 @@ from processor.domain.accounts import (
     Customer,
     make_account_number,
 )
+from processor.domain.held import HeldMessage, HeldReason
 from processor.domain.ledger import StatementEntry, Violation
 from processor.domain.payments import Conflict, OutcomeStatus, Posting, Reason, Recorded
 
@@ -359,6 +361,41 @@ class AuditRepository:
                 .order_by(AuditLogRow.id)
             )
         )
+
+
+class HeldMessageRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, held: HeldMessage) -> int:
+        return self.session.execute(
+            insert(HeldMessageRow)
+            .values(
+                reason=held.reason.value,
+                task=held.task,
+                task_id=held.task_id,
+                reference=held.reference,
+                message=dict(held.message),
+                error=held.error,
+            )
+            .returning(HeldMessageRow.id)
+        ).scalar_one()
+
+    def latest(self, limit: int) -> list[HeldMessage]:
+        rows = self.session.scalars(select(HeldMessageRow).order_by(HeldMessageRow.id.desc()).limit(limit))
+        return [
+            HeldMessage(
+                reason=HeldReason(row.reason),
+                task=row.task,
+                task_id=row.task_id,
+                reference=row.reference,
+                message=row.message,
+                error=row.error,
+                id=row.id,
+                at=row.at,
+            )
+            for row in reversed(list(rows))
+        ]
 
 
 # Each check returns rows that break one invariant of the ledger; an empty result is a pass.

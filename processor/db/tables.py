@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from processor.domain.accounts import AccountStatus, AccountType
+from processor.domain.held import HeldReason
 from processor.domain.payments import OutcomeStatus, PaymentType, Reason
 
 NAMING_CONVENTION = {
@@ -185,3 +186,20 @@ class AuditLogRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
 
     __table_args__ = (Index("ix_audit_log_entity_type_entity", "entity_type", "entity"),)
+
+
+class HeldMessageRow(Base):
+    """A message held for operators: no outcome could be recorded for it (see domain/held.py)."""
+
+    __tablename__ = "held_messages"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
+    reason: Mapped[str] = mapped_column(String(32))
+    task: Mapped[str] = mapped_column(String(200))
+    task_id: Mapped[str | None] = mapped_column(String(200))
+    reference: Mapped[str | None] = mapped_column(String(64), index=True)
+    message: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    error: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (CheckConstraint(_one_of("reason", HeldReason), name="known_reason"),)

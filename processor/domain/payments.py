@@ -57,6 +57,8 @@ T = TypeVar("T")
 REFERENCE_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 # The fields whose difference makes a resend of a reference a conflict; a new description does not.
 IDENTITY_FIELDS = ("type", "source", "destination", "amount", "currency")
+PAYLOAD_FIELDS = (*IDENTITY_FIELDS, "description")
+CLIP_LENGTH = 500
 _ACCOUNT_FIELDS = {
     PaymentType.DEPOSIT: ("destination",),
     PaymentType.WITHDRAWAL: ("source",),
@@ -119,11 +121,20 @@ class InvalidPayment:
         return {name: self.payload().get(name) for name in IDENTITY_FIELDS}
 
     def payload(self) -> dict[str, object]:
-        """The fields as received, anything that is not a JSON scalar turned into text."""
-        return {key: value if _is_json_scalar(value) else str(value) for key, value in self.fields.items()}
+        """The contract's fields as received, clipped, anything that is not a JSON scalar turned into text."""
+        return {key: clip(self.fields[key]) for key in PAYLOAD_FIELDS if key in self.fields}
 
     def fingerprint(self) -> str:
         return fingerprint(self.identity())
+
+
+def clip(value: object) -> object:
+    # An oversized or junk field is recorded as a short excerpt: the record shows what arrived, not all of it.
+    if not _is_json_scalar(value):
+        value = str(value)
+    if isinstance(value, str) and len(value) > CLIP_LENGTH:
+        return f"{value[:CLIP_LENGTH]}… ({len(value)} characters)"
+    return value
 
 
 def _is_json_scalar(value: object) -> bool:

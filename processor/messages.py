@@ -1,0 +1,200 @@
+"""The message contract (ARCHITECTURE.md section 3): queue, task names and kwargs, shared by workers and `submit`.
+
+Each field is checked by the domain's own parser, so a message is valid here exactly when the processor would
+accept it: a producer that validates with these models never sends what a worker would reject as malformed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, ValidationError, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from processor.domain.accounts import parse_account_number
+from processor.domain.errors import FieldError, InvalidRequest, InvalidValue
+from processor.domain.money import format_amount, parse_amount, parse_currency
+from processor.domain.payments import (
+    REFERENCE_PATTERN,
+    InvalidPayment,
+    PaymentRequest,
+    PaymentType,
+    parse_reference,
+)
+
+QUEUE = "payments"
+DESCRIPTION_MAX_LENGTH = 500
+
+
+def _domain(parse: Callable[[object], object]) -> PlainValidator:
+    def validate(value: object) -> object:
+        try:
+            return parse(value)
+        except InvalidValue as error:
+            raise PydanticCustomError("invalid_value", error.message.replace("{", "{{").replace("}", "}}")) from None
+
+    return PlainValidator(validate)
+
+
+Reference = Annotated[
+    str,
+    _domain(parse_reference),
+    WithJsonSchema({"type": "string", "pattern": f"^{REFERENCE_PATTERN.pattern}$"}),
+]
+Amount = Annotated[
+    Decimal,
+    _domain(parse_amount),
+    PlainSerializer(format_amount, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,2})?$"}),
+]
+Currency = Annotated[str, _domain(parse_currency), WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$"})]
+AccountNumber = Annotated[str, _domain(parse_account_number), WithJsonSchema({"type": "string", "pattern": "^[0-9]+$"})]
+
+
+class PaymentMessage(BaseModel):
+    """The kwargs common to every payment task."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: ClassVar[str]
+    type: ClassVar[PaymentType]
+
+    reference: Reference
+    amount: Amount
+    currency: Currency
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX_LENGTH)
+
+    def kwargs(self) -> dict[str, str]:
+        """The task's keyword arguments, as JSON values."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def request(self) -> PaymentRequest:
+        source, destination = self._accounts()
+        return PaymentRequest(
+            reference=self.reference,
+            type=self.type,
+            amount=self.amount,
+            currency=self.currency,
+            source=source,
+            destination=destination,
+            description=self.description or None,
+        )
+
+    def _accounts(self) -> tuple[str | None, str | None]:
+        raise NotImplementedError
+
+    @classmethod
+    def domain_fields(cls, kwargs: Mapping[str, object]) -> dict[str, object]:
+        """The kwargs under the domain's names (type, source, destination), however malformed they are."""
+        return {**kwargs, "type": cls.type.value}
+
+
+class Deposit(PaymentMessage):
+    task: ClassVar[str] = "payments.deposit"
+    type: ClassVar[PaymentType] = PaymentType.DEPOSIT
+
+    account: AccountNumber
+
+    def _accounts(self) -> tuple[str | None, str | None]:
+        return None, self.account
+
+    @classmethod
+    def domain_fields(cls, kwargs: Mapping[str, object]) -> dict[str, object]:
+        fields = super().domain_fields(kwargs)
+        fields["destination"] = fields.pop("account", None)
+        return fields
+
+
+class Withdrawal(PaymentMessage):
+    task: ClassVar[str] = "payments.withdraw"
+    type: ClassVar[PaymentType] = PaymentType.WITHDRAWAL
+
+    account: AccountNumber
+
+    def _accounts(self) -> tuple[str | None, str | None]:
+        return self.account, None
+
+    @classmethod
+    def domain_fields(cls, kwargs: Mapping[str, object]) -> dict[str, object]:
+        fields = super().domain_fields(kwargs)
+        fields["source"] = fields.pop("account", None)
+        return fields
+
+
+class Transfer(PaymentMessage):
+    task: ClassVar[str] = "payments.transfer"
+    type: ClassVar[PaymentType] = PaymentType.TRANSFER
+
+    source: AccountNumber
+    destination: AccountNumber
+
+    def _accounts(self) -> tuple[str | None, str | None]:
+        return self.source, self.destination
+
+
+MESSAGES: dict[str, type[PaymentMessage]] = {m.task: m for m in (Deposit, Withdrawal, Transfer)}
+BY_TYPE: dict[PaymentType, type[PaymentMessage]] = {m.type: m for m in MESSAGES.values()}
+
+
+def build(message: type[PaymentMessage], **kwargs: Any) -> PaymentMessage:
+    """A validated message; raises InvalidRequest naming every broken field."""
+    try:
+        return message.model_validate(kwargs)
+    except ValidationError as error:
+        reference = kwargs.get("reference")
+        readable = _readable_reference(reference)
+        raise InvalidRequest(field_errors(error, message), readable) from None
+
+
+def read(task: str, args: Sequence[object], kwargs: Mapping[str, object]) -> PaymentRequest | InvalidPayment:
+    """What a worker received: a valid request, or one to record as invalid.
+
+    Raises InvalidRequest without a reference when the message cannot be tied to one (no readable reference).
+    """
+    message = MESSAGES[task]
+    errors: list[FieldError] = []
+    if args:
+        errors.append(FieldError("args", f"{len(args)} positional argument(s); {task} takes keyword arguments only"))
+    try:
+        valid = message.model_validate(kwargs)
+    except ValidationError as error:
+        errors.extend(field_errors(error, message))
+    if errors:
+        return _invalid(message, kwargs, errors)
+    return valid.request()
+
+
+def _invalid(message: type[PaymentMessage], kwargs: Mapping[str, object], errors: list[FieldError]) -> InvalidPayment:
+    reference = _readable_reference(kwargs.get("reference"))
+    if reference is None:
+        raise InvalidRequest(errors)
+    return InvalidPayment(reference, message.domain_fields(kwargs), tuple(errors))
+
+
+def _readable_reference(value: object) -> str | None:
+    try:
+        return parse_reference(value)
+    except InvalidValue:
+        return None
+
+
+def field_errors(error: ValidationError, message: type[PaymentMessage]) -> list[FieldError]:
+    """One error per field, in words a sender can act on."""
+    errors: list[FieldError] = []
+    unexpected: list[str] = []
+    for detail in error.errors(include_url=False, include_input=False):
+        name = str(detail["loc"][0]) if detail["loc"] else "message"
+        if detail["type"] == "extra_forbidden":
+            unexpected.append(name)
+        elif detail["type"] == "missing":
+            errors.append(FieldError(name, "is required"))
+        else:
+            errors.append(FieldError(name, detail["msg"]))
+    if unexpected:
+        # A message with thousands of junk keys gets one error, not thousands.
+        shown = ", ".join(repr(name[:40]) for name in unexpected[:5])
+        more = f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""
+        errors.append(FieldError("message", f"unexpected field(s) for {message.task}: {shown}{more}"))
+    return errors

@@ -1,0 +1,109 @@
+"""The producer API for upstream systems: validate a payment request, enqueue it, read its outcome.
+
+from submit import Client
+client = Client()
+reference = client.transfer("100000011", "100000022", "25.00")
+outcome = client.wait(reference)
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from celery import Celery
+
+from processor.bootstrap import unit_of_work
+from processor.config import get_settings
+from processor.domain.payments import Outcome, OutcomeStatus, parse_reference
+from processor.messages import QUEUE, Deposit, PaymentMessage, Transfer, Withdrawal, build
+from processor.services.payments import get_outcome
+
+Amount = str | int | Decimal
+
+
+def new_reference() -> str:
+    """A fresh reference for a sender that does not choose its own."""
+    return f"ref-{uuid.uuid4().hex}"
+
+
+class Client:
+    """Sends payment requests to the workers' queue; each is validated first, so a bad one is never sent."""
+
+    def __init__(self, app: Celery | None = None, database_url: str | None = None) -> None:
+        if app is None:
+            from processor.celery import app as default_app
+
+            app = default_app
+        self.app = app
+        self.database_url = database_url
+        self.default_currency = get_settings().default_currency
+
+    def deposit(
+        self,
+        account: str,
+        amount: Amount,
+        currency: str | None = None,
+        reference: str | None = None,
+        description: str | None = None,
+    ) -> str:
+        """Enqueue a deposit into `account`; returns its reference. Raises InvalidRequest before sending."""
+        return self.send(Deposit, account=account, **self._common(amount, currency, reference, description))
+
+    def withdraw(
+        self,
+        account: str,
+        amount: Amount,
+        currency: str | None = None,
+        reference: str | None = None,
+        description: str | None = None,
+    ) -> str:
+        """Enqueue a withdrawal from `account`; returns its reference. Raises InvalidRequest before sending."""
+        return self.send(Withdrawal, account=account, **self._common(amount, currency, reference, description))
+
+    def transfer(
+        self,
+        source: str,
+        destination: str,
+        amount: Amount,
+        currency: str | None = None,
+        reference: str | None = None,
+        description: str | None = None,
+    ) -> str:
+        """Enqueue a transfer; returns its reference. Raises InvalidRequest before sending."""
+        return self.send(
+            Transfer, source=source, destination=destination, **self._common(amount, currency, reference, description)
+        )
+
+    def send(self, message: type[PaymentMessage], **kwargs: Any) -> str:
+        """Validate and enqueue one message of the contract; returns its reference."""
+        valid = build(message, **kwargs)
+        self.app.send_task(valid.task, kwargs=valid.kwargs(), queue=QUEUE)
+        return valid.reference
+
+    def status(self, reference: str) -> Outcome:
+        """The outcome recorded for a reference, or a pending one."""
+        return get_outcome(unit_of_work(self.database_url), parse_reference(reference))
+
+    def wait(self, reference: str, timeout: float = 30.0, interval: float = 0.2) -> Outcome:
+        """The outcome of a reference once one is recorded; still pending if `timeout` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            outcome = self.status(reference)
+            if outcome.status is not OutcomeStatus.PENDING or time.monotonic() >= deadline:
+                return outcome
+            time.sleep(interval)
+
+    def _common(
+        self, amount: Amount, currency: str | None, reference: str | None, description: str | None
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "reference": new_reference() if reference is None else reference,
+            "amount": amount,
+            "currency": currency or self.default_currency,
+        }
+        if description:
+            fields["description"] = description
+        return fields
