@@ -4,13 +4,17 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DATABASE_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/abcbank_demo
 
-.PHONY: help install test lint format demo clean
+FLOWER_PORT ?= 5555
+
+.PHONY: help install test lint format demo worker flower clean
 
 help:
 	@echo "make demo    run a small bank end to end on a fresh demo database"
 	@echo "make test    run the test suite (real PostgreSQL)"
 	@echo "make lint    ruff and mypy"
 	@echo "make format  apply ruff's formatting and safe fixes"
+	@echo "make worker  run a worker in the foreground (DATABASE_URL, CELERY_BROKER_URL)"
+	@echo "make flower  watch the workers at http://127.0.0.1:$(FLOWER_PORT) (needs FLOWER_BASIC_AUTH=user:password)"
 
 install: $(VENV)/.installed
 
@@ -34,6 +38,14 @@ format: install
 
 demo: install
 	DATABASE_URL=$(DEMO_DATABASE_URL) $(BIN)/python -m processor.demo
+
+worker: install
+	$(BIN)/celery -A processor worker --loglevel=INFO
+
+# Flower shows payment details (accounts, amounts), so it never runs without credentials.
+flower: install
+	@test -n "$$FLOWER_BASIC_AUTH" || { echo "error: set FLOWER_BASIC_AUTH=user:password first" >&2; exit 2; }
+	$(BIN)/celery -A processor flower --port=$(FLOWER_PORT) --address=127.0.0.1
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Collection
 from decimal import Decimal
 from typing import Any
 
@@ -19,7 +20,7 @@ from processor.bootstrap import unit_of_work
 from processor.config import get_settings
 from processor.domain.payments import Outcome, OutcomeStatus, parse_reference
 from processor.messages import QUEUE, Deposit, PaymentMessage, Transfer, Withdrawal, build
-from processor.services.payments import get_outcome
+from processor.services.payments import get_outcome, get_outcomes
 
 Amount = str | int | Decimal
 
@@ -86,6 +87,10 @@ class Client:
     def status(self, reference: str) -> Outcome:
         """The outcome recorded for a reference, or a pending one."""
         return get_outcome(unit_of_work(self.database_url), parse_reference(reference))
+
+    def outcomes(self, references: Collection[str]) -> dict[str, Outcome]:
+        """The outcomes of many references at once; pending for those with none recorded yet."""
+        return get_outcomes(unit_of_work(self.database_url), [parse_reference(r) for r in references])
 
     def wait(self, reference: str, timeout: float = 30.0, interval: float = 0.2) -> Outcome:
         """The outcome of a reference once one is recorded; still pending if `timeout` seconds pass first."""

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 from processor.db.repositories import NewTransaction
@@ -84,11 +84,19 @@ def apply_payments(
 
 def get_outcome(uow: UnitOfWork, reference: str) -> Outcome:
     """The recorded outcome of a reference, with its conflicting attempts; pending when none is recorded."""
+    return get_outcomes(uow, [reference])[reference]
+
+
+def get_outcomes(uow: UnitOfWork, references: Collection[str]) -> dict[str, Outcome]:
+    """The outcomes of many references in one query; pending for those with none recorded."""
     with uow:
-        recorded = uow.transactions.get_by_references([reference]).get(reference)
-    if recorded is None:
-        return Outcome(reference=reference, status=OutcomeStatus.PENDING)
-    return recorded.outcome()
+        recorded = uow.transactions.get_by_references(references)
+    return {
+        reference: recorded[reference].outcome()
+        if reference in recorded
+        else Outcome(reference=reference, status=OutcomeStatus.PENDING)
+        for reference in references
+    }
 
 
 def _record(book: Book, request: Request) -> NewTransaction:
