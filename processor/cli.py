@@ -15,9 +15,10 @@ from processor.domain.money import format_amount
 from processor.logs import configure_logging
 from processor.services import accounts as account_services
 from processor.services import customers as customer_services
+from processor.services.held import list_held
 from processor.services.verify import verify_ledger
 from processor.terminal import P, R, console, emit, fail, json_option, reports_errors, settings
-from processor.views import account_json, customer_json, statement_json, verify_json
+from processor.views import account_json, customer_json, held_json, statement_json, verify_json
 
 
 def actor_option(command: Callable[P, R]) -> Callable[P, R]:
@@ -213,6 +214,28 @@ def verify(as_json: bool) -> None:
     emit(as_json, verify_json(violations), render)
     if violations:
         fail(f"{len(violations)} ledger invariant violation(s)")
+
+
+@cli.command("held")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="How many, newest last.")
+@json_option
+@reports_errors
+def held(limit: int, as_json: bool) -> None:
+    """Messages held for operators: no outcome could be recorded (unreadable, retries spent, failed)."""
+    messages = list_held(unit_of_work(), limit)
+
+    def render() -> None:
+        if not messages:
+            console.print("no held messages")
+            return
+        table = Table("id", "at", "reason", "task", "reference", "error", "message", title="held messages")
+        for m in messages:
+            at = "" if m.at is None else m.at.strftime("%Y-%m-%d %H:%M:%S")
+            fields = ", ".join(f"{k}={v}" for k, v in m.message.items())
+            table.add_row(str(m.id), at, m.reason.value, m.task, m.reference or "-", m.error, fields)
+        console.print(table)
+
+    emit(as_json, [held_json(m) for m in messages], render)
 
 
 def main() -> None:

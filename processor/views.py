@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from processor.domain.accounts import Account, Customer
+from processor.domain.held import HeldMessage
 from processor.domain.ledger import StatementEntry, Violation
 from processor.domain.money import format_amount
 from processor.domain.payments import Outcome
@@ -68,3 +69,16 @@ def statement_json(entries: Sequence[StatementEntry]) -> list[dict[str, Any]]:
 
 def verify_json(violations: Sequence[Violation]) -> dict[str, Any]:
     return {"ok": not violations, "violations": [{"check": v.check, **v.detail} for v in violations]}
+
+
+def held_json(held: HeldMessage) -> dict[str, Any]:
+    return {
+        "id": held.id,
+        "at": None if held.at is None else held.at.isoformat(),
+        "reason": held.reason.value,
+        "task": held.task,
+        "task_id": held.task_id,
+        "reference": held.reference,
+        "message": dict(held.message),
+        "error": held.error,
+    }

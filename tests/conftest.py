@@ -1,4 +1,4 @@
-"""Each test run gets its own PostgreSQL database, built by Alembic and dropped at the end."""
+"""Each test run gets its own PostgreSQL database, built by Alembic, and its own Redis database; both go at the end."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 import sqlalchemy
 from sqlalchemy.engine import make_url
 
@@ -17,6 +18,7 @@ from processor.db.tables import Base
 from processor.db.uow import UnitOfWork
 
 SERVER_URL = os.environ.get("TEST_DATABASE_SERVER_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+REDIS_SERVER = os.environ.get("TEST_REDIS_SERVER_URL", "redis://127.0.0.1:6379")
 
 
 class ThrowawayDatabases:
@@ -67,3 +69,24 @@ def make_uow(database_url: str) -> Iterator[Callable[[], UnitOfWork]]:
     factory = get_session_factory(database_url)
     yield lambda: UnitOfWork(factory)
     empty_tables(database_url)
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> Iterator[str]:
+    """A Redis database number no one else is using, claimed for this run and flushed at the end.
+
+    Database 0 is the default broker and 15 is the demo's, so tests take one of 1 to 14.
+    """
+    claim = f"abcbank-test-run-{uuid.uuid4().hex}"
+    for number in range(1, 15):
+        client = redis.Redis.from_url(f"{REDIS_SERVER}/{number}")
+        # The claim key makes the database non-empty, so another run skips it.
+        if client.dbsize() == 0 and client.set("abcbank:test-claim", claim, nx=True, ex=3600):
+            break
+        client.close()
+    else:
+        pytest.fail("no free Redis database among 1 to 14 for the tests")
+    url = f"{REDIS_SERVER}/{number}"
+    yield url
+    client.flushdb()
+    client.close()

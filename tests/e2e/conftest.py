@@ -20,7 +20,6 @@ from processor.messages import QUEUE
 from processor.services.payments import get_outcomes
 from tests.builders import UowFactory
 
-REDIS_SERVER = os.environ.get("TEST_REDIS_SERVER_URL", "redis://127.0.0.1:6379")
 CELERY = str(Path(sys.executable).with_name("celery"))
 # Short, so that a killed worker's messages come back within seconds; still longer than the retry backoff cap
 # plus the statement timeout, as the settings require.
@@ -30,27 +29,6 @@ WORKER_ENV = {
     "PROCESSOR_STATEMENT_TIMEOUT": "5",
     "PROCESSOR_LOCK_TIMEOUT": "2",
 }
-
-
-@pytest.fixture(scope="session")
-def broker_url() -> Iterator[str]:
-    """A Redis database number no one else is using, claimed for this run and flushed at the end.
-
-    Database 0 is the default broker and 15 is the demo's, so tests take one of 1 to 14.
-    """
-    claim = f"abcbank-test-run-{uuid.uuid4().hex}"
-    for number in range(1, 15):
-        client = redis.Redis.from_url(f"{REDIS_SERVER}/{number}")
-        # The claim key makes the database non-empty, so another run skips it.
-        if client.dbsize() == 0 and client.set("abcbank:test-claim", claim, nx=True, ex=3600):
-            break
-        client.close()
-    else:
-        pytest.fail("no free Redis database among 1 to 14 for the tests")
-    url = f"{REDIS_SERVER}/{number}"
-    yield url
-    client.flushdb()
-    client.close()
 
 
 @pytest.fixture
