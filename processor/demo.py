@@ -1,28 +1,39 @@
-"""`make demo`: a small bank on a fresh database, run through the services, with every rule on show.
+"""`make demo`: a small bank on a fresh database, its payments applied by a real worker through the queue.
 
-Payments are applied by the same service the workers will call; the queue issue routes them through Celery.
+The operator's part (customers, accounts, statuses) goes through the services, as the `processor` CLI does. Each
+payment is enqueued as a Celery message and applied by a `celery -A processor worker` started here, then stopped.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlalchemy
+from kombu.utils.url import maybe_sanitize_url
 from rich.table import Table
 
 from processor.bootstrap import unit_of_work
 from processor.config import get_settings
 from processor.db import admin
 from processor.domain.accounts import Account, make_account_number
+from processor.domain.errors import InvalidRequest
 from processor.domain.money import format_amount
-from processor.domain.payments import parse_or_invalid
+from processor.domain.payments import Outcome, OutcomeStatus
 from processor.logs import configure_logging
+from processor.messages import QUEUE, from_fields
 from processor.services.accounts import change_status, get_account, open_account
 from processor.services.customers import get_customer, register_customer
-from processor.services.payments import apply_payments
 from processor.services.verify import verify_ledger
 from processor.terminal import console
+from submit.client import Client
 
 ACTOR = "demo"
 UNKNOWN = make_account_number(99999999)  # a well-formed number that no account has
@@ -32,6 +43,8 @@ UNKNOWN = make_account_number(99999999)  # a well-formed number that no account 
 class Step:
     note: str
     fields: dict[str, object]
+    # Sent as it is, skipping the producer's validation, as an upstream system that does not use `submit` might.
+    unchecked: bool = False
 
 
 def reset_database(url: str) -> None:
@@ -112,11 +125,64 @@ def scenario(a: dict[str, str]) -> list[Step]:
         ),
         Step("no transfer to the same account", pay("demo-041", "transfer", "5.00", "bob-reward", "bob-reward")),
         Step("unknown account", pay("demo-042", "deposit", "5.00", destination=UNKNOWN)),
-        Step("three decimals: invalid request", pay("demo-043", "deposit", "5.001", destination="bob-reward")),
+        Step("three decimals: refused before sending", pay("demo-043", "deposit", "5.001", destination="bob-reward")),
+        Step(
+            "...and by the worker, from a sender that skips checks",
+            pay("demo-044", "deposit", "5.001", destination="bob-reward"),
+            unchecked=True,
+        ),
         Step("redelivery of demo-001: no effect", pay("demo-001", "deposit", "500.00", destination="alice-current")),
         Step("demo-001 resent with another amount", pay("demo-001", "deposit", "900.00", destination="alice-current")),
     ]
     return steps
+
+
+@contextmanager
+def running_worker() -> Iterator[None]:
+    """A worker in the background for the length of the demo, its log in a temporary file."""
+    log_path = Path(tempfile.gettempdir()) / "abcbank-demo-worker.log"
+    celery = str(Path(sys.executable).with_name("celery"))
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(
+            # One process: a queue is first in, first out, but only one consumer applies in that order, and the
+            # story needs order (the resend of demo-001 is applied before the attempt with another amount).
+            [celery, "-A", "processor", "worker", "--loglevel=INFO", "--concurrency=1", "--hostname=demo@%h"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=os.environ,
+        )
+        try:
+            wait_until_ready(worker, log_path)
+            console.print(f"worker started (pid {worker.pid}); its log: {log_path}")
+            yield
+        finally:
+            worker.terminate()  # warm shutdown: running tasks finish, reserved ones go back to the queue
+            worker.wait(30)
+            console.print("worker stopped")
+
+
+def wait_until_ready(worker: subprocess.Popen[bytes], log_path: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while " ready." not in log_path.read_text(errors="replace"):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"error: the worker did not start; see {log_path}")
+        time.sleep(0.2)
+
+
+def send(client: Client, step: Step) -> str | None:
+    """Enqueue a step's payment; None when the producer refused it (nothing was sent)."""
+    if step.unchecked:
+        # What a plain Celery producer would send: the contract's kwargs, unchecked.
+        kind = {"deposit": "deposit", "withdrawal": "withdraw", "transfer": "transfer"}[str(step.fields["type"])]
+        kwargs = {k: v for k, v in step.fields.items() if v is not None and k != "type"}
+        kwargs["account"] = kwargs.pop("destination", None) or kwargs.pop("source", None)
+        client.app.send_task(f"payments.{kind}", kwargs=kwargs, queue=QUEUE)
+        return str(step.fields["reference"])
+    try:
+        return client.send_message(from_fields(step.fields))
+    except InvalidRequest as error:
+        console.print(f"[yellow]{step.fields['reference']} refused before sending:[/] {error}")
+        return None
 
 
 def main() -> None:
@@ -124,54 +190,59 @@ def main() -> None:
     configure_logging(settings.log_format, settings.log_level, default_level="ERROR")
     console.rule("ABC Bank demo")
     console.print(f"database: {sqlalchemy.engine.make_url(settings.database_url).render_as_string(hide_password=True)}")
+    console.print(f"broker:   {maybe_sanitize_url(settings.celery_broker_url)}, queue {QUEUE}")
     reset_database(settings.database_url)
+    client = Client()
+    # Messages left by an interrupted demo would be applied to this fresh database: start from an empty queue.
+    stale = client.app.control.purge()
+    if stale:
+        console.print(f"dropped {stale} message(s) left in the demo's queue by an earlier run")
     accounts = open_accounts()
     numbers = {name: account.number for name, account in accounts.items()}
 
-    # Fund the accounts whose status rules are on show, then give each its status, as an operator would.
-    funding = [
-        parse_or_invalid(
-            {
-                "reference": f"fund-{name}",
-                "type": "deposit",
-                "destination": numbers[name],
-                "amount": "50.00",
-                "currency": "GBP",
-            }
-        )
-        for name in ("bob-on-hold", "bob-winding-down", "bob-frozen")
-    ]
-    apply_payments(unit_of_work(), funding, settings.policy(), ACTOR)
-    for name, status, reason in [
-        ("bob-dormant", "dormant", "no activity for 24 months"),
-        ("bob-on-hold", "outgoing_blocked", "court order 2026/118"),
-        ("bob-winding-down", "incoming_blocked", "customer is moving banks"),
-        ("bob-frozen", "frozen", "suspected fraud, case 7781"),
-        ("bob-closed", "closed", "customer request"),
-    ]:
-        change_status(unit_of_work(), numbers[name], status, reason, ACTOR)
+    with running_worker():
+        # Fund the accounts whose status rules are on show, then give each its status, as an operator would.
+        funding = [
+            client.deposit(numbers[name], "50.00", reference=f"fund-{name}")
+            for name in ("bob-on-hold", "bob-winding-down", "bob-frozen")
+        ]
+        wait_for(client, funding)
+        for name, status, reason in [
+            ("bob-dormant", "dormant", "no activity for 24 months"),
+            ("bob-on-hold", "outgoing_blocked", "court order 2026/118"),
+            ("bob-winding-down", "incoming_blocked", "customer is moving banks"),
+            ("bob-frozen", "frozen", "suspected fraud, case 7781"),
+            ("bob-closed", "closed", "customer request"),
+        ]:
+            change_status(unit_of_work(), numbers[name], status, reason, ACTOR)
 
-    steps = scenario(numbers)
-    outcomes = apply_payments(unit_of_work(), [parse_or_invalid(s.fields) for s in steps], settings.policy(), ACTOR)
+        # All at once, as an upstream system would send them. The one worker process applies them in the order
+        # sent; the last is the conflicting resend of demo-001, so once it is recorded every step has been applied.
+        steps = scenario(numbers)
+        started = time.monotonic()
+        sent = [(step, send(client, step)) for step in steps]
+        references = [reference for _, reference in sent if reference is not None]
+        last = references[-1]
+        outcomes = wait_for(client, references, until=lambda found: bool(found[last].conflicts))
+        elapsed = time.monotonic() - started
+    console.print(f"{len(references)} payments enqueued and applied in {elapsed:.1f} s")
 
+    seen: dict[str, Step] = {}
     names = {number: name for name, number in numbers.items()}
     table = Table("reference", "what it shows", "type", "amount", "from", "to", "outcome", title="Payments")
-    for step, outcome in zip(steps, outcomes, strict=True):
+    for step, reference in sent:
+        if reference is None:
+            table.add_row(str(step.fields["reference"]), step.note, *row(step, names), "[yellow]not sent[/]")
+            continue
+        outcome = outcomes[reference]
         result = "[green]applied[/]" if outcome.status == "applied" else f"[red]rejected: {outcome.reason}[/]"
-        if outcome.delivery == "duplicate":
-            result = f"[yellow]duplicate of[/] {result}"
-        elif outcome.delivery == "conflict":
+        first = seen.setdefault(reference, step)
+        if first is not step and first.fields["amount"] == step.fields["amount"]:
+            result = f"[yellow]duplicate, no effect; stands:[/] {result}"
+        elif first is not step:
             differing = ", ".join(outcome.conflicts[-1].fields)
-            result = f"[yellow]conflict ({differing}); stands:[/] {result}"
-        table.add_row(
-            outcome.reference,
-            step.note,
-            str(step.fields["type"]),
-            str(step.fields["amount"]),
-            names.get(str(step.fields["source"]), "") if step.fields["source"] else "",
-            names.get(str(step.fields["destination"]), str(step.fields["destination"] or "")),
-            result,
-        )
+            result = f"[yellow]conflict ({differing}) recorded, no effect; stands:[/] {result}"
+        table.add_row(reference, step.note, *row(step, names), result)
     console.print(table)
 
     table = Table("account", "name", "customer", "type", "status", "balance", "overdraft", "points", title="Accounts")
@@ -197,6 +268,33 @@ def main() -> None:
         console.print(f"[red]verify: {len(violations)} violation(s)[/]")
         sys.exit(1)
     console.print("[green]verify: ok[/] (balances match entries, every transaction sums to zero, floors hold)")
+
+
+def row(step: Step, names: dict[str, str]) -> list[str]:
+    source, destination = step.fields["source"], step.fields["destination"]
+    return [
+        str(step.fields["type"]),
+        str(step.fields["amount"]),
+        names.get(str(source), "") if source else "",
+        names.get(str(destination), str(destination or "")),
+    ]
+
+
+def wait_for(
+    client: Client,
+    references: list[str],
+    until: Callable[[dict[str, Outcome]], bool] = lambda _: True,
+    timeout: float = 30.0,
+) -> dict[str, Outcome]:
+    """The outcomes of `references` once none is pending and `until` holds; exits if that takes too long."""
+    deadline = time.monotonic() + timeout
+    while True:
+        outcomes = client.outcomes(references)
+        if all(o.status is not OutcomeStatus.PENDING for o in outcomes.values()) and until(outcomes):
+            return outcomes
+        if time.monotonic() > deadline:
+            sys.exit(f"error: no outcome after {timeout:g} s for some of {references}; see the worker's log")
+        time.sleep(0.05)
 
 
 if __name__ == "__main__":

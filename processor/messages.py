@@ -21,6 +21,7 @@ from processor.domain.payments import (
     InvalidPayment,
     PaymentRequest,
     PaymentType,
+    parse_payment_type,
     parse_reference,
 )
 
@@ -136,6 +137,12 @@ class Transfer(PaymentMessage):
 
 MESSAGES: dict[str, type[PaymentMessage]] = {m.task: m for m in (Deposit, Withdrawal, Transfer)}
 BY_TYPE: dict[PaymentType, type[PaymentMessage]] = {m.type: m for m in MESSAGES.values()}
+# Which kwarg of each message carries a request's source and destination account.
+_ACCOUNT_FIELDS: dict[type[PaymentMessage], dict[str, str | None]] = {
+    Deposit: {"source": None, "destination": "account"},
+    Withdrawal: {"source": "account", "destination": None},
+    Transfer: {"source": "source", "destination": "destination"},
+}
 
 
 def build(message: type[PaymentMessage], **kwargs: Any) -> PaymentMessage:
@@ -146,6 +153,38 @@ def build(message: type[PaymentMessage], **kwargs: Any) -> PaymentMessage:
         reference = kwargs.get("reference")
         readable = _readable_reference(reference)
         raise InvalidRequest(field_errors(error, message), readable) from None
+
+
+def from_fields(fields: Mapping[str, object]) -> PaymentMessage:
+    """A validated message from a request in the domain's shape (type, source, destination), as in a payment file.
+
+    Raises InvalidRequest naming every broken field, the type's unused account field included.
+    """
+    reference = _readable_reference(fields.get("reference"))
+    try:
+        payment_type = parse_payment_type(fields.get("type"))
+    except InvalidValue as error:
+        raise InvalidRequest([FieldError(error.field, error.message)], reference) from None
+    message = BY_TYPE[payment_type]
+    kwargs = {
+        k: v for k in ("reference", "amount", "currency", "description") if (v := fields.get(k)) not in (None, "")
+    }
+    errors: list[FieldError] = []
+    for name, value in (("source", fields.get("source")), ("destination", fields.get("destination"))):
+        used = _ACCOUNT_FIELDS[message][name]
+        if used is None and value not in (None, ""):
+            errors.append(FieldError(name, f"must be empty for a {payment_type}"))
+        elif used is not None and value not in (None, ""):
+            kwargs[used] = value
+    try:
+        valid = message.model_validate(kwargs)
+    except ValidationError as error:
+        errors.extend(field_errors(error, message))
+    if errors:
+        # The message names accounts `account`; the sender wrote `source` or `destination`.
+        renamed = {used: name for name, used in _ACCOUNT_FIELDS[message].items() if used is not None}
+        raise InvalidRequest([FieldError(renamed.get(e.field, e.field), e.message) for e in errors], reference)
+    return valid
 
 
 def read(task: str, args: Sequence[object], kwargs: Mapping[str, object]) -> PaymentRequest | InvalidPayment:

@@ -80,9 +80,12 @@ class Client:
 
     def send(self, message: type[PaymentMessage], **kwargs: Any) -> str:
         """Validate and enqueue one message of the contract; returns its reference."""
-        valid = build(message, **kwargs)
-        self.app.send_task(valid.task, kwargs=valid.kwargs(), queue=QUEUE)
-        return valid.reference
+        return self.send_message(build(message, **kwargs))
+
+    def send_message(self, message: PaymentMessage) -> str:
+        """Enqueue a message already validated; returns its reference."""
+        self.app.send_task(message.task, kwargs=message.kwargs(), queue=QUEUE)
+        return message.reference
 
     def status(self, reference: str) -> Outcome:
         """The outcome recorded for a reference, or a pending one."""
