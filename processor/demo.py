@@ -157,7 +157,13 @@ def running_worker() -> Iterator[None]:
             yield
         finally:
             worker.terminate()  # warm shutdown: running tasks finish, reserved ones go back to the queue
-            worker.wait(30)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                # Safe: a message is acked only after its payment is committed, and a reference applies once.
+                worker.kill()
+                worker.wait()
+                console.print("[yellow]the worker did not stop within 30 s and was killed[/]")
             console.print("worker stopped")
 
 
