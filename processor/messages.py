@@ -61,6 +61,8 @@ class PaymentMessage(BaseModel):
 
     task: ClassVar[str]
     type: ClassVar[PaymentType]
+    # Which kwarg carries the request's source and destination account, by the domain's names.
+    accounts: ClassVar[dict[str, str]]
 
     reference: Reference
     amount: Amount
@@ -72,77 +74,52 @@ class PaymentMessage(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
     def request(self) -> PaymentRequest:
-        source, destination = self._accounts()
+        accounts = {name: getattr(self, kwarg) for name, kwarg in self.accounts.items()}
         return PaymentRequest(
             reference=self.reference,
             type=self.type,
             amount=self.amount,
             currency=self.currency,
-            source=source,
-            destination=destination,
+            source=accounts.get("source"),
+            destination=accounts.get("destination"),
             description=self.description or None,
         )
-
-    def _accounts(self) -> tuple[str | None, str | None]:
-        raise NotImplementedError
 
     @classmethod
     def domain_fields(cls, kwargs: Mapping[str, object]) -> dict[str, object]:
         """The kwargs under the domain's names (type, source, destination), however malformed they are."""
-        return {**kwargs, "type": cls.type.value}
+        fields = {key: value for key, value in kwargs.items() if key not in cls.accounts.values()}
+        fields.update({name: kwargs.get(kwarg) for name, kwarg in cls.accounts.items()})
+        return {**fields, "type": cls.type.value}
 
 
 class Deposit(PaymentMessage):
     task: ClassVar[str] = "payments.deposit"
     type: ClassVar[PaymentType] = PaymentType.DEPOSIT
+    accounts: ClassVar[dict[str, str]] = {"destination": "account"}
 
     account: AccountNumber
-
-    def _accounts(self) -> tuple[str | None, str | None]:
-        return None, self.account
-
-    @classmethod
-    def domain_fields(cls, kwargs: Mapping[str, object]) -> dict[str, object]:
-        fields = super().domain_fields(kwargs)
-        fields["destination"] = fields.pop("account", None)
-        return fields
 
 
 class Withdrawal(PaymentMessage):
     task: ClassVar[str] = "payments.withdraw"
     type: ClassVar[PaymentType] = PaymentType.WITHDRAWAL
+    accounts: ClassVar[dict[str, str]] = {"source": "account"}
 
     account: AccountNumber
-
-    def _accounts(self) -> tuple[str | None, str | None]:
-        return self.account, None
-
-    @classmethod
-    def domain_fields(cls, kwargs: Mapping[str, object]) -> dict[str, object]:
-        fields = super().domain_fields(kwargs)
-        fields["source"] = fields.pop("account", None)
-        return fields
 
 
 class Transfer(PaymentMessage):
     task: ClassVar[str] = "payments.transfer"
     type: ClassVar[PaymentType] = PaymentType.TRANSFER
+    accounts: ClassVar[dict[str, str]] = {"source": "source", "destination": "destination"}
 
     source: AccountNumber
     destination: AccountNumber
 
-    def _accounts(self) -> tuple[str | None, str | None]:
-        return self.source, self.destination
-
 
 MESSAGES: dict[str, type[PaymentMessage]] = {m.task: m for m in (Deposit, Withdrawal, Transfer)}
 BY_TYPE: dict[PaymentType, type[PaymentMessage]] = {m.type: m for m in MESSAGES.values()}
-# Which kwarg of each message carries a request's source and destination account.
-_ACCOUNT_FIELDS: dict[type[PaymentMessage], dict[str, str | None]] = {
-    Deposit: {"source": None, "destination": "account"},
-    Withdrawal: {"source": "account", "destination": None},
-    Transfer: {"source": "source", "destination": "destination"},
-}
 
 
 def build(message: type[PaymentMessage], **kwargs: Any) -> PaymentMessage:
@@ -170,19 +147,19 @@ def from_fields(fields: Mapping[str, object]) -> PaymentMessage:
         k: v for k in ("reference", "amount", "currency", "description") if (v := fields.get(k)) not in (None, "")
     }
     errors: list[FieldError] = []
-    for name, value in (("source", fields.get("source")), ("destination", fields.get("destination"))):
-        used = _ACCOUNT_FIELDS[message][name]
-        if used is None and value not in (None, ""):
+    for name in ("source", "destination"):
+        value, kwarg = fields.get(name), message.accounts.get(name)
+        if kwarg is None and value not in (None, ""):
             errors.append(FieldError(name, f"must be empty for a {payment_type}"))
-        elif used is not None and value not in (None, ""):
-            kwargs[used] = value
+        elif kwarg is not None and value not in (None, ""):
+            kwargs[kwarg] = value
     try:
         valid = message.model_validate(kwargs)
     except ValidationError as error:
         errors.extend(field_errors(error, message))
     if errors:
-        # The message names accounts `account`; the sender wrote `source` or `destination`.
-        renamed = {used: name for name, used in _ACCOUNT_FIELDS[message].items() if used is not None}
+        # The message names a deposit's or withdrawal's account `account`; the sender wrote source or destination.
+        renamed = {kwarg: name for name, kwarg in message.accounts.items()}
         raise InvalidRequest([FieldError(renamed.get(e.field, e.field), e.message) for e in errors], reference)
     return valid
 
