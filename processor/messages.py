@@ -10,23 +10,24 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, ValidationError, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from processor.domain.accounts import parse_account_number
 from processor.domain.errors import FieldError, InvalidRequest, InvalidValue
 from processor.domain.money import format_amount, parse_amount, parse_currency
 from processor.domain.payments import (
+    DESCRIPTION_MAX_LENGTH,
     REFERENCE_PATTERN,
     InvalidPayment,
     PaymentRequest,
     PaymentType,
+    parse_description,
     parse_payment_type,
     parse_reference,
 )
 
 QUEUE = "payments"
-DESCRIPTION_MAX_LENGTH = 500
 
 
 def _domain(parse: Callable[[object], object]) -> PlainValidator:
@@ -48,10 +49,19 @@ Amount = Annotated[
     Decimal,
     _domain(parse_amount),
     PlainSerializer(format_amount, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,2})?$"}),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,2})?$"}, {"type": "integer", "minimum": 1}]}
+    ),
 ]
 Currency = Annotated[str, _domain(parse_currency), WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$"})]
-AccountNumber = Annotated[str, _domain(parse_account_number), WithJsonSchema({"type": "string", "pattern": "^[0-9]+$"})]
+AccountNumber = Annotated[
+    str, _domain(parse_account_number), WithJsonSchema({"type": "string", "pattern": "^[0-9]{8,16}$"})
+]
+Description = Annotated[
+    str | None,
+    _domain(parse_description),
+    WithJsonSchema({"type": "string", "maxLength": DESCRIPTION_MAX_LENGTH, "pattern": "^[^\\x00-\\x1f\\x7f]*$"}),
+]
 
 
 class PaymentMessage(BaseModel):
@@ -67,7 +77,7 @@ class PaymentMessage(BaseModel):
     reference: Reference
     amount: Amount
     currency: Currency
-    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX_LENGTH)
+    description: Description = None
 
     def kwargs(self) -> dict[str, str]:
         """The task's keyword arguments, as JSON values."""

@@ -90,8 +90,9 @@ def hold_failed_payment(
     held = HeldMessage.of(reason, sender.name, task_id, args or (), kwargs or {}, repr(exception))
     try:
         hold_message(worker_unit_of_work(), held)
-    except TRANSIENT as error:
-        # The database is still away: the log line is the only record, so it carries the whole message.
+    except Exception as error:
+        # The database is still away (or refused the record): the log line is the only record, so it carries the
+        # whole message.
         log_event(
             "payment.held",
             logging.ERROR,

@@ -87,6 +87,15 @@ def broker_url() -> Iterator[str]:
     else:
         pytest.fail("no free Redis database among 1 to 14 for the tests")
     url = f"{REDIS_SERVER}/{number}"
+    # Celery prefers CELERY_BROKER_URL to the broker an app is given: set it, so nothing reaches another broker.
+    previous = os.environ.get("CELERY_BROKER_URL")
+    os.environ["CELERY_BROKER_URL"] = url
+    get_settings.cache_clear()
     yield url
+    if previous is None:
+        os.environ.pop("CELERY_BROKER_URL", None)
+    else:
+        os.environ["CELERY_BROKER_URL"] = previous
+    get_settings.cache_clear()
     client.flushdb()
     client.close()

@@ -42,16 +42,16 @@ class HeldMessage:
         """A held message with what arrived clipped to a readable excerpt, however large or odd it was."""
         reference = kwargs.get("reference")
         fields = list(kwargs.items())
-        message: dict[str, object] = {str(k)[:64]: clip(v) for k, v in fields[:MAX_FIELDS]}
+        message: dict[str, object] = {str(clip(str(k)[:64])): clip(v) for k, v in fields[:MAX_FIELDS]}
         if len(fields) > MAX_FIELDS:
             message["…"] = f"{len(fields) - MAX_FIELDS} more fields"
         if args:
             message["args"] = clip(list(args))
         return cls(
             reason=reason,
-            task=task[:200],
-            task_id=task_id,
-            reference=reference if isinstance(reference, str) and len(reference) <= 64 else None,
+            task=str(clip(task))[:200],
+            task_id=None if task_id is None else str(clip(task_id))[:200],
+            reference=str(clip(reference))[:64] if isinstance(reference, str) and len(reference) <= 64 else None,
             message=message,
             error=str(clip(error)),
         )

@@ -58,6 +58,8 @@ REFERENCE_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 # The fields whose difference makes a resend of a reference a conflict; a new description does not.
 IDENTITY_FIELDS = ("type", "source", "destination", "amount", "currency")
 PAYLOAD_FIELDS = (*IDENTITY_FIELDS, "description")
+DESCRIPTION_MAX_LENGTH = 500
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 CLIP_LENGTH = 500
 _ACCOUNT_FIELDS = {
     PaymentType.DEPOSIT: ("destination",),
@@ -69,6 +71,16 @@ _ACCOUNT_FIELDS = {
 def parse_reference(value: object) -> str:
     if not isinstance(value, str) or not REFERENCE_PATTERN.fullmatch(value):
         raise InvalidValue("reference", f"{value!r} is not 1 to 64 characters of A-Z a-z 0-9 . _ : -")
+    return value
+
+
+def parse_description(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > DESCRIPTION_MAX_LENGTH:
+        raise InvalidValue("description", f"must be text of at most {DESCRIPTION_MAX_LENGTH} characters")
+    if _CONTROL.search(value):
+        raise InvalidValue("description", "must not contain control characters (such as NUL or a line break)")
     return value
 
 
@@ -129,11 +141,12 @@ class InvalidPayment:
 
 
 def clip(value: object) -> object:
-    # An oversized or junk field is recorded as a short excerpt: the record shows what arrived, not all of it.
+    """What arrived, made storable: a short excerpt of anything oversized, and no NUL (PostgreSQL refuses it)."""
     if not _is_json_scalar(value):
         value = str(value)
-    if isinstance(value, str) and len(value) > CLIP_LENGTH:
-        return f"{value[:CLIP_LENGTH]}… ({len(value)} characters)"
+    if isinstance(value, str):
+        text = value.replace("\x00", "\\x00")
+        return f"{text[:CLIP_LENGTH]}… ({len(value)} characters)" if len(text) > CLIP_LENGTH else text
     return value
 
 
@@ -183,9 +196,7 @@ def parse_payment(fields: Mapping[str, object]) -> PaymentRequest:
                 errors.append(FieldError(name, f"is required for a {payment_type}"))
             else:
                 accounts[name] = check(partial(parse_account_number, field=name), value)
-    description = fields.get("description")
-    if description is not None and (not isinstance(description, str) or len(description) > 500):
-        errors.append(FieldError("description", "must be text of at most 500 characters"))
+    description = check(parse_description, fields.get("description"))
     if errors or reference is None or payment_type is None or amount is None or currency is None:
         raise InvalidRequest(errors, reference)
     return PaymentRequest(
@@ -195,7 +206,7 @@ def parse_payment(fields: Mapping[str, object]) -> PaymentRequest:
         currency=currency,
         source=accounts["source"],
         destination=accounts["destination"],
-        description=description if isinstance(description, str) and description else None,
+        description=description or None,
     )
 
 

@@ -1,0 +1,253 @@
+"""Messages held for operators: what arrived is kept, clipped to a readable size, and `processor held` lists it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from processor.cli import cli
+from processor.domain.held import MAX_FIELDS, HeldMessage, HeldReason
+from processor.domain.payments import CLIP_LENGTH
+from processor.services.held import hold_message, list_held
+from tests.builders import UowFactory
+
+HELD_KEYS = {"id", "at", "reason", "task", "task_id", "reference", "message", "error"}
+
+
+def held_message(
+    reason: HeldReason = HeldReason.UNREADABLE,
+    task: str = "payments.deposit",
+    task_id: str | None = "task-1",
+    args: Sequence[object] = (),
+    kwargs: Mapping[str, object] | None = None,
+    error: str = "reference: 'ref 1' is not 1 to 64 characters of A-Z a-z 0-9 . _ : -",
+) -> HeldMessage:
+    """A message as a worker holds it, by default one whose reference cannot be read."""
+    if kwargs is None:
+        kwargs = {"reference": "ref 1", "account": "200000018", "amount": "10.00", "currency": "GBP"}
+    return HeldMessage.of(reason, task, task_id, args, kwargs, error)
+
+
+def hold(make_uow: UowFactory, **overrides: Any) -> int:
+    return hold_message(make_uow(), held_message(**overrides))
+
+
+@pytest.fixture(autouse=True)
+def _restore_processor_logger() -> Iterator[None]:
+    """The CLI reconfigures the "processor" logger (level, handler on the runner's stderr); undo it for other tests."""
+    logger = logging.getLogger("processor")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def run(*args: str) -> Result:
+    """Invoke `processor` in-process; an unexpected exception propagates instead of hiding behind exit code 1."""
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+class TestHeldMessageOf:
+    def test_small_message_is_kept_as_it_arrived(self) -> None:
+        held = held_message(kwargs={"reference": "ref-1", "amount": 1.5})
+
+        assert held.message == {"reference": "ref-1", "amount": 1.5}
+        assert held.reference == "ref-1"
+
+    def test_thousands_of_junk_keys_are_cut_to_the_first_fields_and_a_note(self) -> None:
+        junk = {f"junk{i}": i for i in range(10_000)}
+
+        held = held_message(kwargs=junk)
+
+        assert len(held.message) == MAX_FIELDS + 1
+        assert list(held.message)[:MAX_FIELDS] == [f"junk{i}" for i in range(MAX_FIELDS)]
+        assert held.message["…"] == f"{10_000 - MAX_FIELDS} more fields"
+
+    def test_huge_value_is_kept_as_an_excerpt(self) -> None:
+        held = held_message(kwargs={"description": "d" * 1_000_000})
+
+        excerpt = held.message["description"]
+
+        assert isinstance(excerpt, str)
+        assert excerpt == f"{'d' * CLIP_LENGTH}… (1000000 characters)"
+
+    def test_long_key_is_cut_short(self) -> None:
+        held = held_message(kwargs={"k" * 10_000: 1})
+
+        assert list(held.message) == ["k" * 64]
+
+    def test_value_that_is_not_json_is_kept_as_text(self) -> None:
+        held = held_message(kwargs={"amount": {"value": [1, 2]}})
+
+        assert held.message == {"amount": "{'value': [1, 2]}"}
+
+    def test_positional_arguments_are_kept_as_text(self) -> None:
+        held = held_message(args=("ref-1", 10), kwargs={})
+
+        assert held.message == {"args": "['ref-1', 10]"}
+
+    def test_unreadable_reference_that_fits_is_kept_as_it_arrived(self) -> None:
+        # An operator can search for what the sender wrote, even though no outcome could be recorded against it.
+        held = held_message(kwargs={"reference": "ref 1"})
+
+        assert held.reference == "ref 1"
+
+    @pytest.mark.parametrize("reference", ["r" * 65, 42, None])
+    def test_reference_that_cannot_be_stored_is_left_out(self, reference: object) -> None:
+        held = held_message(kwargs={"reference": reference})
+
+        assert held.reference is None
+
+    def test_huge_error_and_task_name_are_cut_short(self) -> None:
+        held = held_message(task="t" * 10_000, error="e" * 1_000_000)
+
+        assert held.task == "t" * 200
+        assert held.error == f"{'e' * CLIP_LENGTH}… (1000000 characters)"
+
+
+class TestHoldMessage:
+    def test_held_message_is_listed_with_what_was_recorded(self, make_uow: UowFactory) -> None:
+        held = held_message(
+            reason=HeldReason.RETRIES_SPENT,
+            task="payments.transfer",
+            task_id="task-42",
+            kwargs={"reference": "ref-42", "amount": "10.00", "description": "d" * 10_000},
+            error="OperationalError('server closed the connection')",
+        )
+        before = datetime.now(UTC)
+
+        held_id = hold_message(make_uow(), held)
+
+        [listed] = list_held(make_uow())
+        assert listed.id == held_id
+        assert listed.at is not None
+        assert before - timedelta(seconds=5) <= listed.at <= datetime.now(UTC) + timedelta(seconds=5)
+        assert (listed.reason, listed.task, listed.task_id, listed.reference, listed.error) == (
+            HeldReason.RETRIES_SPENT,
+            "payments.transfer",
+            "task-42",
+            "ref-42",
+            "OperationalError('server closed the connection')",
+        )
+        assert listed.message == {"reference": "ref-42", "amount": "10.00", "description": held.message["description"]}
+        assert str(listed.message["description"]).endswith("… (10000 characters)")
+
+    @pytest.mark.parametrize("reason", list(HeldReason))
+    def test_every_reason_can_be_recorded(self, make_uow: UowFactory, reason: HeldReason) -> None:
+        hold(make_uow, reason=reason)
+
+        assert [m.reason for m in list_held(make_uow())] == [reason]
+
+    def test_message_with_thousands_of_junk_keys_is_stored_clipped(self, make_uow: UowFactory) -> None:
+        hold(make_uow, kwargs={f"junk{i}": "x" * 1000 for i in range(10_000)})
+
+        [listed] = list_held(make_uow())
+
+        assert len(listed.message) == MAX_FIELDS + 1
+        assert listed.message["…"] == f"{10_000 - MAX_FIELDS} more fields"
+
+    def test_message_without_task_id_or_reference_is_recorded(self, make_uow: UowFactory) -> None:
+        hold(make_uow, task_id=None, kwargs={})
+
+        [listed] = list_held(make_uow())
+
+        assert (listed.task_id, listed.reference, listed.message) == (None, None, {})
+
+    @pytest.mark.parametrize(
+        "odd",
+        [
+            pytest.param({"kwargs": {"reference": "ref\x00 1"}}, id="nul-in-reference"),
+            pytest.param({"kwargs": {"description": "\x00"}}, id="nul-in-value"),
+            pytest.param({"kwargs": {"\x00": 1}}, id="nul-in-key"),
+            pytest.param({"task_id": "t" * 201}, id="long-task-id"),
+        ],
+    )
+    def test_any_message_a_producer_can_send_can_be_held(self, make_uow: UowFactory, odd: dict[str, Any]) -> None:
+        hold(make_uow, **odd)
+
+        assert len(list_held(make_uow())) == 1
+
+    def test_list_is_the_latest_up_to_the_limit_oldest_first(self, make_uow: UowFactory) -> None:
+        ids = [hold(make_uow, task_id=f"task-{i}") for i in range(4)]
+
+        listed = list_held(make_uow(), limit=2)
+
+        assert [m.id for m in listed] == ids[2:]
+        assert [m.task_id for m in listed] == ["task-2", "task-3"]
+
+    def test_holding_logs_an_error_line(self, make_uow: UowFactory, caplog: pytest.LogCaptureFixture) -> None:
+        caplog.set_level(logging.INFO, logger="processor")
+
+        held_id = hold(make_uow, task_id="task-logged")
+
+        [record] = [r for r in caplog.records if r.name == "processor"]
+        assert record.levelno == logging.ERROR
+        assert (record.__dict__["event"], record.__dict__["id"], record.__dict__["task_id"]) == (
+            "payment.held",
+            held_id,
+            "task-logged",
+        )
+
+
+class TestHeldCommand:
+    def test_nothing_held(self, make_uow: UowFactory) -> None:
+        result = run("held")
+
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.strip() == "no held messages"
+
+    def test_nothing_held_as_json_is_an_empty_list(self, make_uow: UowFactory) -> None:
+        result = run("held", "--json")
+
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout) == []
+
+    def test_held_message_is_a_table_row(self, make_uow: UowFactory) -> None:
+        held_id = hold(make_uow, reason=HeldReason.FAILED, kwargs={"reference": "ref-9"}, error="boom")
+
+        result = run("held")
+
+        assert result.exit_code == 0, result.stderr
+        [row] = [line for line in result.stdout.splitlines() if "ref-9" in line]
+        held_id_cell, at, *cells = [cell.strip() for cell in row.strip().strip("│").split("│")]
+        assert held_id_cell == str(held_id)
+        datetime.strptime(at, "%Y-%m-%d %H:%M:%S")
+        assert cells == ["failed", "payments.deposit", "ref-9", "boom", "reference=ref-9"]
+
+    def test_json_lists_each_held_message_with_its_fields(self, make_uow: UowFactory) -> None:
+        held_id = hold(make_uow, kwargs={"reference": "ref 1", "amount": 1.5}, error="reference: not readable")
+
+        result = run("held", "--json")
+
+        assert result.exit_code == 0, result.stderr
+        [data] = json.loads(result.stdout)
+        assert set(data) == HELD_KEYS
+        assert datetime.fromisoformat(data["at"]).tzinfo is not None
+        assert {k: v for k, v in data.items() if k != "at"} == {
+            "id": held_id,
+            "reason": "unreadable",
+            "task": "payments.deposit",
+            "task_id": "task-1",
+            "reference": "ref 1",
+            "message": {"reference": "ref 1", "amount": 1.5},
+            "error": "reference: not readable",
+        }
+
+    def test_limit_shows_the_newest(self, make_uow: UowFactory) -> None:
+        ids = [hold(make_uow) for _ in range(3)]
+
+        result = run("held", "--limit", "2", "--json")
+
+        assert result.exit_code == 0, result.stderr
+        assert [m["id"] for m in json.loads(result.stdout)] == ids[1:]
+
+    def test_limit_zero_is_a_usage_error(self, make_uow: UowFactory) -> None:
+        result = run("held", "--limit", "0")
+
+        assert result.exit_code == 2
+        assert "--limit" in result.stderr
