@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
+import alembic.util.exc
 import click
 import pydantic
 import sqlalchemy.exc
@@ -52,6 +53,8 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             url = sqlalchemy.engine.make_url(settings().database_url).render_as_string(hide_password=True)
             reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
             fail(f"cannot use the database at {url} (DATABASE_URL): {reason}")
+        except alembic.util.exc.CommandError as error:
+            fail(f"migration: {error}")
         except sqlalchemy.exc.ProgrammingError as error:
             if "does not exist" in str(error.orig):
                 fail("the database schema is missing or out of date: run 'processor db upgrade'")

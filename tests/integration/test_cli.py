@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy
 from alembic.script import ScriptDirectory
-from click.testing import CliRunner, Result
+from click.testing import Result
 from sqlalchemy.engine import make_url
 
 from processor.cli import cli
@@ -32,6 +30,7 @@ from tests.builders import (
     transfer,
     withdrawal,
 )
+from tests.clis import error_line, invoke, mistype
 from tests.conftest import SERVER_URL, ThrowawayDatabases
 
 CONSOLE_SCRIPT = str(Path(sys.executable).with_name("processor"))
@@ -39,18 +38,8 @@ UNKNOWN_CUSTOMER = "99999999"
 ACCOUNT_KEYS = {"number", "customer", "type", "status", "currency", "balance", "overdraft_limit", "reward_points"}
 
 
-@pytest.fixture(autouse=True)
-def _restore_processor_logger() -> Iterator[None]:
-    """The CLI reconfigures the "processor" logger (level, handler on the runner's stderr); undo it for other tests."""
-    logger = logging.getLogger("processor")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
-
-
 def run(*args: str) -> Result:
-    """Invoke the CLI in-process; an unexpected exception propagates instead of hiding behind exit code 1."""
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return invoke(cli, *args)
 
 
 def run_json(*args: str) -> Any:
@@ -58,20 +47,6 @@ def run_json(*args: str) -> Any:
     assert result.exit_code == 0, result.stderr
     assert result.stderr == ""
     return json.loads(result.stdout)
-
-
-def error_line(stderr: str) -> str:
-    """The single line a failed command must print on stderr, starting with 'error:'."""
-    assert "Traceback" not in stderr
-    lines = stderr.splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: "), stderr
-    return lines[0]
-
-
-def mistype(number: str) -> str:
-    """The account number with its last digit changed: a single-digit slip the check digit must catch."""
-    return number[:-1] + str((int(number[-1]) + 1) % 10)
 
 
 def run_script(database_url: str, *args: str, cwd: str) -> subprocess.CompletedProcess[str]:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from processor.cli import cli
 from processor.domain.held import MAX_FIELDS, HeldMessage, HeldReason
 from processor.domain.payments import CLIP_LENGTH
 from processor.services.held import hold_message, list_held
 from tests.builders import UowFactory
+from tests.clis import invoke
 
 HELD_KEYS = {"id", "at", "reason", "task", "task_id", "reference", "message", "error"}
 
@@ -38,18 +39,8 @@ def hold(make_uow: UowFactory, **overrides: Any) -> int:
     return hold_message(make_uow(), held_message(**overrides))
 
 
-@pytest.fixture(autouse=True)
-def _restore_processor_logger() -> Iterator[None]:
-    """The CLI reconfigures the "processor" logger (level, handler on the runner's stderr); undo it for other tests."""
-    logger = logging.getLogger("processor")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
-
-
 def run(*args: str) -> Result:
-    """Invoke `processor` in-process; an unexpected exception propagates instead of hiding behind exit code 1."""
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return invoke(cli, *args)
 
 
 class TestHeldMessageOf:

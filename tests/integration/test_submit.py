@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 import processor.celery
 from processor.config import get_settings
@@ -33,6 +32,7 @@ from processor.services.payments import apply_payments
 from submit import Client, InvalidRequest
 from submit.cli import cli
 from tests.builders import UowFactory, make_account, pay, unique, withdrawal
+from tests.clis import error_line, invoke, mistype
 
 CONSOLE_SCRIPT = str(Path(sys.executable).with_name("submit"))
 UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
@@ -107,18 +107,8 @@ def cli_broker(
     get_settings.cache_clear()
 
 
-@pytest.fixture(autouse=True)
-def _restore_processor_logger() -> Iterator[None]:
-    """The CLI reconfigures the "processor" logger (level, handler on the runner's stderr); undo it for other tests."""
-    logger = logging.getLogger("processor")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
-
-
 def run(*args: str) -> Result:
-    """Invoke `submit` in-process; an unexpected exception propagates instead of hiding behind exit code 1."""
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return invoke(cli, *args)
 
 
 def run_json(*args: str) -> Any:
@@ -139,20 +129,6 @@ def run_script(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess
         timeout=60,
         check=False,
     )
-
-
-def error_line(stderr: str) -> str:
-    """The single line a failed command must print on stderr, starting with 'error:'."""
-    assert "Traceback" not in stderr
-    lines = stderr.splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: "), stderr
-    return lines[0]
-
-
-def mistype(number: str) -> str:
-    """The account number with its last digit changed: a single-digit slip the check digit must catch."""
-    return number[:-1] + str((int(number[-1]) + 1) % 10)
 
 
 class TestClientSend:

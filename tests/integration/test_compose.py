@@ -1,0 +1,462 @@
+"""docker-compose.yml and the Dockerfile, checked against the project without Docker.
+
+Every command a service runs must name something that exists here (a console script and a real click command, or
+the Celery app and a Celery subcommand), every setting it passes must be one processor/config.py reads, Redis must
+keep what it is given, and the image must hold what `processor db upgrade` looks for.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import importlib.util
+import json
+import re
+import shlex
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import click
+import pytest
+import yaml
+from sqlalchemy.engine import make_url
+
+import processor
+from processor.config import Settings, env_name
+from processor.db import admin
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+PYPROJECT = ROOT / "pyproject.toml"
+
+CELERY_SUBCOMMANDS = ("worker", "flower")
+REQUIRED = re.compile(r"^\$\{(?P<name>[A-Z_][A-Z0-9_]*):\?[^}]+\}$")
+
+
+def compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(loaded, dict), f"{COMPOSE_FILE.name} is not a mapping"
+    return loaded
+
+
+def services() -> dict[str, dict[str, Any]]:
+    found = compose().get("services")
+    assert isinstance(found, dict), f"{COMPOSE_FILE.name} has no services"
+    return found
+
+
+def service(name: str) -> dict[str, Any]:
+    found = services().get(name)
+    assert isinstance(found, dict), f"{COMPOSE_FILE.name} has no {name} service"
+    return found
+
+
+def app_services() -> dict[str, dict[str, Any]]:
+    """The services that run this project's image: the ones built from this directory."""
+    return {name: spec for name, spec in services().items() if "build" in spec}
+
+
+def command_of(spec: dict[str, Any]) -> list[str]:
+    command = spec.get("command")
+    if isinstance(command, str):
+        return shlex.split(command)
+    assert isinstance(command, list), f"no command: {spec}"
+    return [str(part) for part in command]
+
+
+def environment_of(spec: dict[str, Any]) -> dict[str, str]:
+    environment = spec.get("environment") or {}
+    if isinstance(environment, list):
+        return dict(str(item).partition("=")[::2] for item in environment)
+    return {str(key): str(value) for key, value in environment.items()}
+
+
+def depends_on(spec: dict[str, Any]) -> dict[str, str]:
+    """Each dependency and its condition (the short list form means service_started)."""
+    dependencies = spec.get("depends_on") or {}
+    if isinstance(dependencies, list):
+        return dict.fromkeys(dependencies, "service_started")
+    return {name: options.get("condition", "service_started") for name, options in dependencies.items()}
+
+
+def console_scripts() -> dict[str, str]:
+    scripts = tomllib.loads(PYPROJECT.read_text())["project"]["scripts"]
+    assert isinstance(scripts, dict)
+    return {str(name): str(target) for name, target in scripts.items()}
+
+
+def commands(program: str) -> Iterator[tuple[str, list[str]]]:
+    for name, spec in services().items():
+        if "command" in spec and command_of(spec)[0] == program:
+            yield name, command_of(spec)
+
+
+def script_group(script: str) -> click.Group:
+    """The click group behind a console script: `processor.cli:main` runs `processor.cli.cli`."""
+    module_name, _, function = console_scripts()[script].partition(":")
+    module = importlib.import_module(module_name)
+    assert callable(getattr(module, function, None)), f"{script} = {module_name}:{function}, which does not exist"
+    group = getattr(module, "cli", None)
+    assert isinstance(group, click.Group), f"{module_name} has no click group `cli`"
+    return group
+
+
+def resolve_click_command(script: str, group: click.Group, args: list[str]) -> click.Command:
+    """Walk the groups down to the command the arguments name, and parse its options as the shell would."""
+    path = [script]
+    command: click.Command = group
+    remaining = list(args)
+    while isinstance(command, click.Group):
+        assert remaining, f"`{' '.join(path)}` is a group: name one of {sorted(command.commands)}"
+        word = remaining.pop(0)
+        subcommand = command.commands.get(word)
+        assert subcommand is not None, f"`{' '.join([*path, word])}`: {word!r} is not one of {sorted(command.commands)}"
+        path.append(word)
+        command = subcommand
+    try:
+        command.make_context(" ".join(path), list(remaining))  # click consumes the list it parses
+    except click.UsageError as error:
+        pytest.fail(f"`{' '.join([*path, *remaining])}`: {error.format_message()}")
+    return command
+
+
+@dataclass(frozen=True)
+class CeleryCommand:
+    app: str
+    subcommand: str
+    options: list[str]
+
+
+def parse_celery(args: list[str]) -> CeleryCommand:
+    """`celery -A processor worker --loglevel=INFO` without the leading `celery`."""
+    app: str | None = None
+    remaining = list(args)
+    while remaining and remaining[0].startswith("-"):
+        option = remaining.pop(0)
+        if option in ("-A", "--app"):
+            app = remaining.pop(0)
+        elif option.startswith(("--app=", "-A=")):
+            app = option.partition("=")[2]
+        else:
+            pytest.fail(f"celery option {option!r} is not one these tests know")
+    assert app is not None, f"`celery {' '.join(args)}` does not name the app with -A"
+    assert remaining, f"`celery {' '.join(args)}` names no subcommand"
+    return CeleryCommand(app, remaining[0], remaining[1:])
+
+
+def duration_seconds(text: str) -> float:
+    """A Compose duration such as 75s or 1m30s."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 0.000001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|us|m|s)", text)
+    assert parts, f"{text!r} is not a duration"
+    assert "".join(number + unit for number, unit in parts) == text, f"{text!r} is not a duration"
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+# --- Dockerfile ----------------------------------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments), with continuation lines joined and comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for line in DOCKERFILE.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        keyword, _, arguments = (pending + stripped).partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        pending = ""
+    return instructions
+
+
+def instruction_words(arguments: str) -> list[str]:
+    if arguments.startswith("["):
+        words = json.loads(arguments)
+        assert isinstance(words, list)
+        return [str(word) for word in words]
+    return shlex.split(arguments)
+
+
+def dockerfile_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for keyword, arguments in dockerfile_instructions():
+        if keyword == "ENV":
+            for word in shlex.split(arguments):
+                name, _, value = word.partition("=")
+                env[name] = value
+    return env
+
+
+@dataclass(frozen=True)
+class Image:
+    workdir: PurePosixPath
+    paths: dict[PurePosixPath, str]  # where each copied source ends up in the image -> that source
+    user: str | None
+
+
+def image_layout() -> Image:
+    """Follow WORKDIR, COPY and USER: a directory source's contents go into the destination, a file goes into a
+    destination that ends in / (or takes several sources), otherwise it becomes the destination."""
+    workdir = PurePosixPath("/")
+    paths: dict[PurePosixPath, str] = {}
+    user: str | None = None
+    for keyword, arguments in dockerfile_instructions():
+        if keyword == "WORKDIR":
+            workdir = workdir / arguments
+        elif keyword == "USER":
+            user = arguments
+        elif keyword in ("COPY", "ADD"):
+            words = [word for word in instruction_words(arguments) if not word.startswith("--")]
+            assert not any(word.startswith("--from") for word in instruction_words(arguments)), "multi-stage COPY"
+            *sources, destination = words
+            target = workdir / destination
+            into_directory = destination.endswith("/") or destination in (".", "./") or len(sources) > 1
+            for source in sources:
+                if (ROOT / source).is_dir():
+                    paths[target] = source
+                else:
+                    paths[target / PurePosixPath(source).name if into_directory else target] = source
+    return Image(workdir, paths, user)
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (line.strip() for line in DOCKERIGNORE.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def needed_in_image() -> list[str]:
+    """The top-level paths the image needs: what `pip install .` builds from, and what migrating reads."""
+    project = tomllib.loads(PYPROJECT.read_text())
+    packages = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    needed = ["pyproject.toml", str(project["project"]["readme"])]
+    needed += sorted({str(pattern).rstrip("*").rstrip(".") for pattern in packages})
+    import_root = Path(processor.__file__).resolve().parents[1]
+    config = admin.alembic_config("postgresql+psycopg2://postgres@localhost/abcbank")
+    for used in (config.config_file_name, config.get_main_option("script_location")):
+        assert used is not None
+        needed.append(Path(used).resolve().relative_to(import_root).parts[0])
+    return needed
+
+
+# --- Commands ------------------------------------------------------------------------------------------------------
+
+
+def test_every_service_command_is_a_console_script_of_this_project_or_celery() -> None:
+    scripts = console_scripts()
+    for name, spec in app_services().items():
+        program = command_of(spec)[0]
+        assert program == "celery" or program in scripts, (
+            f"service {name} runs {program!r}, which is neither celery nor in [project.scripts] ({sorted(scripts)})"
+        )
+
+
+def test_processor_commands_name_real_cli_commands() -> None:
+    found = list(commands("processor"))
+    assert found, "no service runs the operator CLI (the migrate service should run `processor db upgrade`)"
+    group = script_group("processor")
+    for _name, args in found:
+        resolve_click_command("processor", group, args[1:])
+
+
+def test_migrate_runs_the_alembic_upgrade() -> None:
+    from processor.cli import db_upgrade
+
+    command = resolve_click_command("processor", script_group("processor"), command_of(service("migrate"))[1:])
+    assert command is db_upgrade, f"the migrate service runs `{command.name}`, not `processor db upgrade`"
+
+
+def test_celery_commands_load_this_projects_app() -> None:
+    import celery
+
+    found = list(commands("celery"))
+    assert found, "no service runs celery"
+    for name, args in found:
+        parsed = parse_celery(args[1:])
+        module = importlib.import_module(parsed.app)
+        # Celery's own lookup for a module: an attribute named app, then one named celery.
+        app = getattr(module, "app", None)
+        if app is None:
+            app = getattr(module, "celery", None)
+        assert isinstance(app, celery.Celery), f"service {name}: `-A {parsed.app}` finds no Celery app"
+        assert app is processor.app
+
+
+def test_celery_subcommands_are_worker_or_flower_with_options_they_accept() -> None:
+    from celery.bin.base import CLIContext
+    from celery.bin.celery import celery as celery_cli
+    from flower.options import options as flower_options  # type: ignore[import-untyped]
+
+    assert importlib.util.find_spec("flower") is not None, "flower is not installed"
+    for name, args in commands("celery"):
+        parsed = parse_celery(args[1:])
+        assert parsed.subcommand in CELERY_SUBCOMMANDS, f"service {name} runs celery {parsed.subcommand!r}"
+        assert parsed.subcommand in celery_cli.commands, f"celery has no {parsed.subcommand!r} command here"
+        if parsed.subcommand == "worker":
+            context = CLIContext(app=processor.app, no_color=True, workdir=None, quiet=True)
+            try:
+                celery_cli.commands["worker"].make_context("worker", parsed.options, obj=context)
+            except click.UsageError as error:
+                pytest.fail(f"service {name}: celery worker {' '.join(parsed.options)}: {error.format_message()}")
+        else:
+            for option in parsed.options:
+                assert option.startswith("--"), f"service {name}: flower takes --name=value options, not {option!r}"
+                option_name = option[2:].partition("=")[0]
+                assert option_name in flower_options, f"service {name}: flower has no option --{option_name}"
+
+
+def test_flower_listens_on_the_port_it_publishes() -> None:
+    flower = service("flower")
+    options = dict(option[2:].partition("=")[::2] for option in parse_celery(command_of(flower)[1:]).options)
+    published = {str(mapping).rsplit(":", 1)[-1] for mapping in flower.get("ports") or []}
+    assert options.get("port") == "5555", "flower should listen on 5555"
+    assert options.get("address", "") not in ("127.0.0.1", "localhost"), "flower must listen beyond the container"
+    assert published == {"5555"}, f"flower publishes {published}, not its port 5555"
+
+
+# --- Redis and PostgreSQL ------------------------------------------------------------------------------------------
+
+
+def test_redis_keeps_every_queued_message() -> None:
+    redis = service("redis")
+    args = command_of(redis)
+    assert args[0] == "redis-server", "the redis service must run redis-server with its durability flags"
+    flags = dict(zip(args[1::2], args[2::2], strict=False))
+    assert flags.get("--appendonly") == "yes", "Redis must write an append-only file"
+    assert flags.get("--appendfsync") == "everysec", "the append-only file must be synced every second"
+    assert flags.get("--maxmemory-policy") == "noeviction", "Redis must never evict a queued message"
+    targets = {str(volume).split(":")[1] for volume in redis.get("volumes") or [] if ":" in str(volume)}
+    assert "/data" in targets, "the append-only file (in /data) must be on a volume"
+    assert "test" in (redis.get("healthcheck") or {}), "redis needs a healthcheck for the services that wait for it"
+
+
+def test_postgres_has_a_healthcheck_and_keeps_its_data_on_a_volume() -> None:
+    postgres = service("postgres")
+    assert "pg_isready" in " ".join(map(str, (postgres.get("healthcheck") or {}).get("test") or [])), (
+        "postgres needs a pg_isready healthcheck"
+    )
+    named = set(compose().get("volumes") or {})
+    mounts = [str(volume).split(":") for volume in postgres.get("volumes") or []]
+    assert any(source in named and target == "/var/lib/postgresql/data" for source, target, *_ in mounts), (
+        "postgres must keep /var/lib/postgresql/data on a named volume"
+    )
+
+
+def test_app_services_reach_the_compose_postgres_and_redis() -> None:
+    postgres_db = environment_of(service("postgres")).get("POSTGRES_DB")
+    for name, spec in app_services().items():
+        environment = environment_of(spec)
+        assert "DATABASE_URL" in environment, f"service {name} sets no DATABASE_URL"
+        assert "CELERY_BROKER_URL" in environment, f"service {name} sets no CELERY_BROKER_URL"
+        settings = Settings.model_validate(
+            {"DATABASE_URL": environment["DATABASE_URL"], "CELERY_BROKER_URL": environment["CELERY_BROKER_URL"]}
+        )
+        database = make_url(settings.database_url)
+        assert database.drivername == "postgresql+psycopg2"
+        assert (database.host, database.port, database.database) == ("postgres", 5432, postgres_db), (
+            f"service {name}: DATABASE_URL should name the postgres service's database {postgres_db}"
+        )
+        broker = make_url(settings.celery_broker_url)
+        assert (broker.drivername, broker.host) == ("redis", "redis"), f"service {name}: broker is not redis"
+
+
+def test_app_services_set_only_settings_the_project_reads() -> None:
+    from flower.options import options as flower_options
+
+    known = {env_name(field) for field in Settings.model_fields}
+    for name, spec in app_services().items():
+        for variable in environment_of(spec):
+            if variable.startswith("FLOWER_"):
+                option = variable.removeprefix("FLOWER_").lower()
+                assert option in flower_options, f"service {name}: {variable} is not a Flower option"
+            else:
+                assert variable in known, f"service {name}: {variable} is not a setting (processor/config.py)"
+
+
+# --- Start order, scaling, credentials -----------------------------------------------------------------------------
+
+
+def test_workers_start_after_healthy_postgres_and_redis_and_a_successful_migration() -> None:
+    assert depends_on(service("worker")) == {
+        "postgres": "service_healthy",
+        "redis": "service_healthy",
+        "migrate": "service_completed_successfully",
+    }
+    assert depends_on(service("migrate")).get("postgres") == "service_healthy"
+    assert service("migrate").get("restart") == "no", "migrate is one-shot (and `no` must be quoted in YAML)"
+    assert depends_on(service("flower")) == {"redis": "service_healthy", "worker": "service_started"}
+
+
+def test_a_service_waited_for_as_healthy_has_a_healthcheck() -> None:
+    for name, spec in services().items():
+        for dependency, condition in depends_on(spec).items():
+            assert dependency in services(), f"service {name} depends on {dependency}, which is not a service"
+            if condition == "service_healthy":
+                assert "healthcheck" in service(dependency), f"{name} waits for {dependency} to be healthy"
+
+
+def test_flower_requires_basic_auth_from_the_environment() -> None:
+    value = environment_of(service("flower")).get("FLOWER_BASIC_AUTH", "")
+    match = REQUIRED.match(value)
+    assert match is not None, f"FLOWER_BASIC_AUTH is {value!r}, not ${{FLOWER_BASIC_AUTH:?...}}"
+    assert match["name"] == "FLOWER_BASIC_AUTH"
+
+
+def test_worker_can_be_scaled() -> None:
+    worker = service("worker")
+    for fixed in ("container_name", "hostname", "ports"):
+        assert fixed not in worker, f"worker sets {fixed}, so `docker compose up --scale worker=3` cannot work"
+
+
+def test_worker_has_time_for_a_warm_shutdown() -> None:
+    grace = duration_seconds(str(service("worker").get("stop_grace_period", "10s")))
+    time_limit = processor.app.conf.task_time_limit
+    assert isinstance(time_limit, int | float)
+    assert grace >= max(30.0, float(time_limit)), (
+        f"stop_grace_period {grace:g} s is shorter than the task time limit {time_limit} s: a worker stopped "
+        "mid-task is killed and its messages wait out the visibility timeout"
+    )
+
+
+# --- The image ------------------------------------------------------------------------------------------------------
+
+
+def test_image_copies_everything_the_package_and_migrations_need() -> None:
+    image = image_layout()
+    copied = set(image.paths.values())
+    for path in needed_in_image():
+        assert (ROOT / path).exists(), f"{path} is needed but missing from the project"
+        assert path in copied, f"the Dockerfile does not COPY {path}"
+        ignored = [pattern for pattern in dockerignore_patterns() if fnmatch.fnmatch(path, pattern)]
+        assert not ignored, f".dockerignore excludes {path} ({ignored})"
+
+
+def test_image_imports_the_code_from_where_alembic_ini_and_migrations_are() -> None:
+    # admin.py looks next to the directory the processor package was imported from. A wheel holds neither
+    # alembic.ini nor migrations/, so the image must import processor from its WORKDIR copy (PYTHONPATH).
+    image = image_layout()
+    import_root = PurePosixPath(dockerfile_env().get("PYTHONPATH", "").split(":")[0] or "/nowhere")
+    assert import_root == image.workdir, f"PYTHONPATH should start with the WORKDIR {image.workdir}"
+    for path in needed_in_image():
+        assert import_root / path in image.paths, f"{path} is not copied to {import_root / path}"
+
+
+def test_image_runs_as_a_non_root_user_without_dev_dependencies() -> None:
+    image = image_layout()
+    assert image.user not in (None, "root", "0"), "the image must switch to a non-root USER"
+    bases = [arguments for keyword, arguments in dockerfile_instructions() if keyword == "FROM"]
+    assert bases == ["python:3.11-slim"], f"base image {bases}"
+    installs = [arguments for keyword, arguments in dockerfile_instructions() if "pip install" in arguments]
+    assert installs, "the Dockerfile does not pip install the project"
+    assert all("[dev]" not in install and "-e " not in install for install in installs), installs
+    env = dockerfile_env()
+    assert env.get("PYTHONUNBUFFERED") == "1", "logs must not sit in a buffer"
+    assert env.get("PYTHONDONTWRITEBYTECODE") == "1"
