@@ -35,6 +35,7 @@ def upgrade() -> None:
             "reason IN ('unreadable', 'retries_spent', 'failed')", name=op.f("ck_held_messages_known_reason")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_held_messages")),
+        sa.UniqueConstraint("task_id", name=op.f("uq_held_messages_task_id")),
     )
     op.create_index(op.f("ix_held_messages_reference"), "held_messages", ["reference"], unique=False)
 

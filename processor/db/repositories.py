@@ -368,8 +368,9 @@ class HeldMessageRepository:
         self.session = session
 
     def add(self, held: HeldMessage) -> int:
-        return self.session.execute(
-            insert(HeldMessageRow)
+        """The held message's id; the one already held when its task id is known, so each is held once."""
+        held_id = self.session.execute(
+            pg_insert(HeldMessageRow)
             .values(
                 reason=held.reason.value,
                 task=held.task,
@@ -378,8 +379,14 @@ class HeldMessageRepository:
                 message=dict(held.message),
                 error=held.error,
             )
+            .on_conflict_do_nothing(index_elements=[HeldMessageRow.task_id])
             .returning(HeldMessageRow.id)
-        ).scalar_one()
+        ).scalar_one_or_none()
+        if held_id is None:
+            held_id = self.session.scalars(
+                select(HeldMessageRow.id).where(HeldMessageRow.task_id == held.task_id)
+            ).one()
+        return held_id
 
     def latest(self, limit: int) -> list[HeldMessage]:
         rows = self.session.scalars(select(HeldMessageRow).order_by(HeldMessageRow.id.desc()).limit(limit))

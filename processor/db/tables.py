@@ -197,7 +197,8 @@ class HeldMessageRow(Base):
     at: Mapped[datetime] = mapped_column(server_default=func.now())
     reason: Mapped[str] = mapped_column(String(32))
     task: Mapped[str] = mapped_column(String(200))
-    task_id: Mapped[str | None] = mapped_column(String(200))
+    # A redelivered or retried message keeps its task id, so it is held once however often it comes back.
+    task_id: Mapped[str | None] = mapped_column(String(200), unique=True)
     reference: Mapped[str | None] = mapped_column(String(64), index=True)
     message: Mapped[dict[str, Any]] = mapped_column(JSONB)
     error: Mapped[str] = mapped_column(Text)

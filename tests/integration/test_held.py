@@ -15,16 +15,17 @@ from processor.cli import cli
 from processor.domain.held import MAX_FIELDS, HeldMessage, HeldReason
 from processor.domain.payments import CLIP_LENGTH
 from processor.services.held import hold_message, list_held
-from tests.builders import UowFactory
+from tests.builders import UowFactory, unique
 from tests.clis import invoke
 
+NEW_TASK_ID = "a new task id"  # a message's task id is unique to it: the builder makes one per call by default
 HELD_KEYS = {"id", "at", "reason", "task", "task_id", "reference", "message", "error"}
 
 
 def held_message(
     reason: HeldReason = HeldReason.UNREADABLE,
     task: str = "payments.deposit",
-    task_id: str | None = "task-1",
+    task_id: str | None = NEW_TASK_ID,
     args: Sequence[object] = (),
     kwargs: Mapping[str, object] | None = None,
     error: str = "reference: 'ref 1' is not 1 to 64 characters of A-Z a-z 0-9 . _ : -",
@@ -32,6 +33,7 @@ def held_message(
     """A message as a worker holds it, by default one whose reference cannot be read."""
     if kwargs is None:
         kwargs = {"reference": "ref 1", "account": "200000018", "amount": "10.00", "currency": "GBP"}
+    task_id = unique("task") if task_id == NEW_TASK_ID else task_id
     return HeldMessage.of(reason, task, task_id, args, kwargs, error)
 
 
@@ -102,6 +104,14 @@ class TestHeldMessageOf:
 
 
 class TestHoldMessage:
+    def test_a_redelivered_message_is_held_once(self, make_uow: UowFactory) -> None:
+        # A worker killed after holding a message, before acking it, gets the same message (same task id) again.
+        first = hold(make_uow, task_id="task-7")
+        again = hold(make_uow, task_id="task-7")
+
+        assert again == first
+        assert [m.id for m in list_held(make_uow())] == [first]
+
     def test_held_message_is_listed_with_what_was_recorded(self, make_uow: UowFactory) -> None:
         held = held_message(
             reason=HeldReason.RETRIES_SPENT,
@@ -211,7 +221,9 @@ class TestHeldCommand:
         assert cells == ["failed", "payments.deposit", "ref-9", "boom", "reference=ref-9"]
 
     def test_json_lists_each_held_message_with_its_fields(self, make_uow: UowFactory) -> None:
-        held_id = hold(make_uow, kwargs={"reference": "ref 1", "amount": 1.5}, error="reference: not readable")
+        held_id = hold(
+            make_uow, task_id="task-1", kwargs={"reference": "ref 1", "amount": 1.5}, error="reference: not readable"
+        )
 
         result = run("held", "--json")
 
