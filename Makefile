@@ -44,10 +44,11 @@ demo: install
 worker: install
 	$(BIN)/celery -A processor worker --loglevel=INFO
 
-# Flower shows payment details (accounts, amounts), so it never runs without credentials.
+# Flower shows payment details (accounts, amounts), so it never runs without credentials. Read-only: revoking a
+# payment's task from a browser would leave it without an outcome.
 flower: install
 	@test -n "$$FLOWER_BASIC_AUTH" || { echo "error: set FLOWER_BASIC_AUTH=user:password first" >&2; exit 2; }
-	$(BIN)/celery -A processor flower --port=$(FLOWER_PORT) --address=127.0.0.1
+	$(BIN)/celery -A processor flower --port=$(FLOWER_PORT) --address=127.0.0.1 --read_only=true
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

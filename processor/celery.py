@@ -10,21 +10,54 @@ Why these settings (ARCHITECTURE.md section 8):
   than the longest task (statement timeout, 30 s) plus the longest retry countdown (60 s), or a retry waiting for
   its countdown would be delivered twice; settings refuse a shorter one. Abandoned messages are looked for every
   10 s (or sooner, for short timeouts) rather than kombu's default of about 100 s.
-- JSON only: a pickled message is refused on arrival (Celery logs and drops it) and never runs.
+- JSON only: a pickled message is refused on arrival (Celery logs and drops it) and never runs. So is a message
+  of the wrong shape (see guarded_strategy), which is also held for operators (processor/tasks.py).
 - No result backend: the ledger is the record and `submit status` reads it. Task events carry the returned
   outcome to Flower.
 """
 
 from __future__ import annotations
 
-from celery import Celery
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import InvalidTaskError
+from celery.worker.strategy import default as default_strategy
+from kombu.exceptions import ContentDisallowed, DecodeError
 
 from processor.config import Settings, get_settings
 from processor.messages import QUEUE
 
+Handler = Callable[..., Any]
+
+
+def guarded_strategy(task: Task, app: Celery, consumer: Any, **options: Any) -> Handler:
+    """Celery's own strategy, but a message it cannot even turn into a request is refused, not fatal.
+
+    Celery 5.7 builds the request in the worker's main process: a body of the wrong shape (a list of four, an
+    object) kills the worker, and a task header without an id makes it reconnect in a loop, each time with the
+    message handed back to the queue for the next worker. As an InvalidTaskError it is logged and dropped.
+    """
+    handle = default_strategy(task, app, consumer, **options)
+
+    def handler(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return handle(*args, **kwargs)
+        except (InvalidTaskError, ContentDisallowed, DecodeError):
+            raise
+        except Exception as error:
+            raise InvalidTaskError(f"malformed {task.name} message: {error!r}") from error
+
+    return handler
+
+
+class GuardedTask(Task):  # type: ignore[misc]
+    Strategy = f"{__name__}:guarded_strategy"
+
 
 def make_app(settings: Settings) -> Celery:
-    app = Celery("processor", broker=settings.celery_broker_url, include=["processor.tasks"])
+    app = Celery("processor", broker=settings.celery_broker_url, include=["processor.tasks"], task_cls=GuardedTask)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

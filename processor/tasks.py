@@ -9,11 +9,13 @@ from typing import Any
 import sqlalchemy.exc
 from billiard.exceptions import WorkerLostError
 from celery import Task
-from celery.signals import task_failure
+from celery.signals import task_failure, task_rejected, task_unknown, worker_process_init
+from kombu.message import Message
 
 from processor.bootstrap import worker_unit_of_work
-from processor.celery import app
+from processor.celery import GuardedTask, app
 from processor.config import get_settings
+from processor.db.engine import get_engine
 from processor.domain.errors import InvalidRequest
 from processor.domain.held import HeldMessage, HeldReason
 from processor.logs import log_event
@@ -28,7 +30,7 @@ TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sql
 _settings = get_settings()
 
 
-class PaymentTask(Task):  # type: ignore[misc]
+class PaymentTask(GuardedTask):
     autoretry_for = TRANSIENT
     max_retries = _settings.retry_max
     retry_backoff = 1  # seconds, doubled on each retry
@@ -105,3 +107,42 @@ def hold_failed_payment(
             error=held.error,
             database_error=str(error).splitlines()[0],
         )
+
+
+@task_rejected.connect
+def hold_refused_message(message: Message | None = None, exc: BaseException | None = None, **_: object) -> None:
+    """A message Celery refused before any task could run (not a task message, or the wrong shape) is held."""
+    if message is not None:
+        _hold_raw(message, None, "not a task message" if exc is None else repr(exc))
+
+
+@task_unknown.connect
+def hold_unknown_task(
+    message: Message | None = None, exc: BaseException | None = None, name: str | None = None, **_: object
+) -> None:
+    """A message for a task this worker does not know (a typo in the task name, say) is held."""
+    if message is not None:
+        _hold_raw(message, name, f"no task named {name!r} (expected one of {', '.join(MESSAGES)})")
+
+
+def _hold_raw(message: Message, name: str | None, error: str) -> None:
+    # These run in the worker's main process, between messages: whatever happens, it must not stop consuming.
+    try:
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        body = message.body.decode("utf-8", "replace") if isinstance(message.body, bytes) else str(message.body)
+        task = str(headers.get("task") or name or "(none)")
+        held = HeldMessage.of(HeldReason.UNREADABLE, task, _text(headers.get("id")), (), {"body": body}, error)
+        hold_message(worker_unit_of_work(), held)
+    except Exception as failure:
+        log_event("payment.hold_failed", logging.ERROR, error=error, hold_error=repr(failure))
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+@worker_process_init.connect
+def forget_inherited_connections(**_: object) -> None:
+    """A pool process must not share the main process's database connections: it opens its own."""
+    # The main process writes held messages too, so a process forked from it inherits its pool's sockets.
+    get_engine(get_settings().database_url).dispose(close=False)
