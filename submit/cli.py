@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import csv
 import functools
+import sys
+import time
 from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import click
 import kombu.exceptions
 from kombu.utils.url import maybe_sanitize_url
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from processor.domain.payments import Outcome, OutcomeStatus
 from processor.logs import configure_logging
 from processor.terminal import P, R, console, emit, fail, json_option, reports_errors, settings
 from processor.views import outcome_json
+from submit.batch import FileRun, Summary, submit_file
 from submit.client import Client
+from submit.files import FileFormat, UnreadableFile
 
 
 def reports_broker_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -132,6 +142,158 @@ def transfer(source: str, destination: str, wait: bool, timeout: float, as_json:
 def status(reference: str, as_json: bool) -> None:
     """Show the outcome of a reference (applied, rejected with its reason, or pending) and any conflicts."""
     show(Client().status(reference), as_json)
+
+
+class PlainProgress:
+    """Progress for logs and pipes: a line now and then on stderr, never a redrawn bar."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every = every
+        self.last = 0.0
+
+    def update(self, stage: str, done: int, total: int | None, counts: dict[str, int]) -> None:
+        now = time.monotonic()
+        finished = total is not None and done >= total
+        if now - self.last < self.every and not finished:
+            return
+        self.last = now
+        of = "" if total is None else f" of {total}"
+        verb = "read" if stage == "read" else "have an outcome"
+        details = ", ".join(f"{name} {count}" for name, count in counts.items())
+        click.echo(f"{done}{of} rows {verb} ({details})", err=True)
+
+
+class BarProgress:
+    """Progress on a terminal: a Rich bar per stage, on stderr so that --json output stays clean."""
+
+    def __init__(self) -> None:
+        self.bar = RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> BarProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.bar.stop()
+
+    def update(self, stage: str, done: int, total: int | None, counts: dict[str, int]) -> None:
+        text = "  ".join(f"{name} {count}" for name, count in counts.items())
+        if stage not in self.tasks:
+            label = "reading and sending" if stage == "read" else "waiting for outcomes"
+            self.tasks[stage] = self.bar.add_task(label, total=total, counts=text)
+        self.bar.update(self.tasks[stage], completed=done, total=total, counts=text)
+
+
+def summary_table(summary: Summary) -> Table:
+    table = Table(show_header=False, box=None, title="summary")
+    rows: list[tuple[str, int | str]] = [
+        ("rows", summary.rows),
+        ("valid", summary.valid),
+        ("invalid", summary.invalid),
+        ("duplicates (sent once)", summary.duplicates),
+        ("enqueued", summary.enqueued),
+        ("already recorded (not sent again)", summary.already_recorded),
+        ("re-sent after --resend-after", summary.resent),
+        ("applied", summary.applied),
+        ("rejected", summary.rejected),
+        *((f"  {reason}", count) for reason, count in summary.rejected_by_reason.items()),
+        ("pending", summary.pending),
+        ("conflicts (another payment already has the reference)", summary.conflicts),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    return table
+
+
+def errors_table(summary: Summary, limit: int = 50) -> Table:
+    table = Table("line", "field", "error", title=f"invalid rows ({summary.invalid})")
+    for error in summary.errors[:limit]:
+        table.add_row(str(error.line), error.field, error.message)
+    if len(summary.errors) > limit:
+        table.add_row("…", "", f"{len(summary.errors) - limit} more: see --outcomes or --json")
+    return table
+
+
+def write_outcomes(path: Path) -> Callable[[FileRun], None]:
+    def write(run: FileRun) -> None:
+        with path.open("w", newline="", encoding="utf-8") as out:
+            writer = csv.DictWriter(out, ["line", "reference", "result", "reason", "duplicate_of_line", "error"])
+            writer.writeheader()
+            writer.writerows(run.outcome_lines())
+
+    return write
+
+
+@cli.command("file")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--format", "file_format", type=click.Choice([f.value for f in FileFormat]), help="[default: by extension]"
+)
+@click.option("--dry-run", is_flag=True, help="Validate every row; send nothing.")
+@click.option("--wait", is_flag=True, help="Wait until every sent row has an outcome, or --timeout passes.")
+@click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(min=0), help="Seconds --wait waits.")
+@click.option(
+    "--resend-after",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="With --wait: send again (same reference, so safely) a row with no outcome after this many seconds.",
+)
+@click.option(
+    "--outcomes", "outcomes_path", type=click.Path(path_type=Path, dir_okay=False), help="Write one CSV line per row."
+)
+@json_option
+@reports_errors
+@reports_broker_errors
+def file_(
+    path: Path,
+    file_format: str | None,
+    dry_run: bool,
+    wait: bool,
+    timeout: float,
+    resend_after: float | None,
+    outcomes_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Validate a payment file (CSV with a header, or JSON Lines) and enqueue its valid rows.
+
+    Exit 0 when every row is valid and, with --wait, every sent row has an outcome; 1 otherwise; 2 for a usage
+    error or a file that cannot be read. Running the same file again applies nothing twice.
+    """
+    if resend_after is not None and not wait:
+        raise click.UsageError("--resend-after needs --wait")
+    try:
+        chosen = FileFormat(file_format) if file_format else FileFormat.of(path)
+        with BarProgress() if console.is_terminal and not as_json else nullcontext(PlainProgress()) as progress:
+            summary = submit_file(
+                path,
+                chosen,
+                None if dry_run else Client(),
+                progress,
+                wait=wait,
+                timeout=timeout,
+                resend_after=resend_after,
+                on_finish=None if outcomes_path is None else write_outcomes(outcomes_path),
+            )
+    except UnreadableFile as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+
+    def render() -> None:
+        console.print(summary_table(summary))
+        if summary.errors:
+            console.print(errors_table(summary))
+
+    emit(as_json, summary.as_json(), render)
+    if not summary.ok:
+        sys.exit(1)
 
 
 def main() -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
 from celery import Celery
+from kombu.messaging import Producer
 
 from processor.bootstrap import unit_of_work
 from processor.config import get_settings
@@ -82,10 +84,16 @@ class Client:
         """Validate and enqueue one message of the contract; returns its reference."""
         return self.send_message(build(message, **kwargs))
 
-    def send_message(self, message: PaymentMessage) -> str:
+    def send_message(self, message: PaymentMessage, producer: Producer | None = None) -> str:
         """Enqueue a message already validated; returns its reference."""
-        self.app.send_task(message.task, kwargs=message.kwargs(), queue=QUEUE)
+        self.app.send_task(message.task, kwargs=message.kwargs(), queue=QUEUE, producer=producer)
         return message.reference
+
+    @contextmanager
+    def producer(self) -> Iterator[Producer]:
+        """One broker connection for many sends (pass it to send_message), instead of one from the pool each."""
+        with self.app.producer_or_acquire() as producer:
+            yield producer
 
     def status(self, reference: str) -> Outcome:
         """The outcome recorded for a reference, or a pending one."""
