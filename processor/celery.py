@@ -4,12 +4,15 @@ Why these settings (ARCHITECTURE.md section 8):
 - Delivery is at least once: a message is acked only after its task has returned (acks late), and a task whose
   worker process died is sent again (retry on worker lost, bounded by the task's max_retries). Exactly-once
   effects come from PostgreSQL, where each reference is recorded with its effects in one transaction.
-- Prefetch 1: a worker holds few unacked messages, so a killed worker strands few, and none waits long enough in a
-  worker's buffer to pass the visibility timeout.
+- Prefetch 1: a worker holds few unacked messages, so a killed worker strands few. Retries waiting for their
+  countdown are held unacked too, and prefetch does not count those.
 - Redis gives an unacked message to another worker after the visibility timeout (default 300 s). It must be longer
-  than the longest task (statement timeout, 30 s) plus the longest retry countdown (60 s), or a retry waiting for
-  its countdown would be delivered twice; settings refuse a shorter one. Abandoned messages are looked for every
-  10 s (or sooner, for short timeouts) rather than kombu's default of about 100 s.
+  than the longest retry countdown (60 s) plus the task time limit (60 s), or a retry waiting for its countdown
+  would be delivered twice; settings refuse a shorter one. Abandoned messages are looked for every 10 s (or
+  sooner, for short timeouts) rather than kombu's default of about 100 s.
+- Retries: transient database errors (processor/db/errors.py) are retried with capped exponential backoff and
+  full jitter. When the retries are spent the message is held for operators; if even that cannot be written
+  (the database is still away), it keeps being retried at the slowest pace, so nothing is acked unrecorded.
 - JSON only: a pickled message is refused on arrival (Celery logs and drops it) and never runs. So is a message
   of the wrong shape (see guarded_strategy), which is also held for operators (processor/tasks.py).
 - No result backend: the ledger is the record and `submit status` reads it. Task events carry the returned
@@ -68,7 +71,7 @@ def make_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         task_retry_on_worker_lost=True,
         task_ignore_result=True,
-        task_time_limit=max(60, int(settings.statement_timeout * 2)),
+        task_time_limit=settings.task_time_limit,
         worker_prefetch_multiplier=1,
         worker_concurrency=settings.worker_concurrency,
         worker_send_task_events=True,

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     retry_backoff_max: int = Field(default=60, ge=1)
     lock_timeout: float = Field(default=5.0, gt=0)
     statement_timeout: float = Field(default=30.0, gt=0)
+    # The pool process running a task past this is killed; the message is held for operators (retries_spent).
+    task_time_limit: int = Field(default=60, ge=1)
     worker_concurrency: int | None = Field(default=None, ge=1)
     log_format: Literal["text", "json"] = "text"
     # Unset: the CLI logs warnings only (its output is the result), long-running processes log INFO.
@@ -85,14 +87,28 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_redelivery_timing(self) -> Settings:
         # Redis hands an unacked message to another worker after the visibility timeout. A retry waits unacked
-        # for its countdown, so a countdown as long as the timeout would be delivered twice.
-        if self.visibility_timeout <= self.retry_backoff_max + self.statement_timeout:
+        # in the worker for its countdown (prefetch does not limit those), then may run up to the time limit:
+        # a timeout shorter than both would deliver it twice.
+        if self.visibility_timeout <= self.retry_backoff_max + self.task_time_limit:
             raise ValueError(
                 f"PROCESSOR_VISIBILITY_TIMEOUT ({self.visibility_timeout} s) must be longer than "
                 f"PROCESSOR_RETRY_BACKOFF_MAX ({self.retry_backoff_max} s) plus "
-                f"PROCESSOR_STATEMENT_TIMEOUT ({self.statement_timeout} s)"
+                f"PROCESSOR_TASK_TIME_LIMIT ({self.task_time_limit} s)"
+            )
+        if self.statement_timeout >= self.task_time_limit:
+            raise ValueError(
+                f"PROCESSOR_STATEMENT_TIMEOUT ({self.statement_timeout:g} s) must be shorter than "
+                f"PROCESSOR_TASK_TIME_LIMIT ({self.task_time_limit} s)"
             )
         return self
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str) -> str:
+        scheme = value.partition("://")[0]
+        if scheme not in ("redis", "rediss", "sentinel"):
+            raise ValueError(f"{value!r} is not a Redis URL such as redis://127.0.0.1:6379/0")
+        return value
 
     def policy(self) -> Policy:
         return Policy(

@@ -8,12 +8,15 @@ import sys
 from pythonjsonlogger.json import JsonFormatter
 
 logger = logging.getLogger("processor")
+# Names a LogRecord has already: logging refuses them in `extra`, and the refusal would lose the whole line.
+_RESERVED = {*logging.LogRecord("", 0, "", 0, None, None, None).__dict__, "message", "asctime"}
 
 
 def log_event(event: str, level: int = logging.INFO, **fields: object) -> None:
     """Log one state change; the fields become JSON keys, or key=value pairs in text."""
     pairs = " ".join(f"{key}={value}" for key, value in fields.items())
-    logger.log(level, "%s %s", event, pairs, extra={"event": event, **fields})
+    extra = {f"field_{key}" if key in _RESERVED else key: value for key, value in fields.items()}
+    logger.log(level, "%s %s", event, pairs, extra={"event": event, **extra})
 
 
 def configure_logging(format: str = "text", level: str | None = None, default_level: str = "INFO") -> None:

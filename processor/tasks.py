@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy.exc
-from billiard.exceptions import WorkerLostError
+from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import Task
 from celery.signals import task_failure, task_rejected, task_unknown, worker_process_init
+from celery.utils.time import get_exponential_backoff_interval
 from kombu.message import Message
 
 from processor.bootstrap import worker_unit_of_work
 from processor.celery import GuardedTask, app
 from processor.config import get_settings
 from processor.db.engine import get_engine
+from processor.db.errors import is_transient
 from processor.domain.errors import InvalidRequest
 from processor.domain.held import HeldMessage, HeldReason
 from processor.logs import log_event
@@ -24,22 +27,39 @@ from processor.services.held import hold_message
 from processor.services.payments import apply_payments
 from processor.views import outcome_json
 
-# Errors that go away by themselves: the database restarting or unreachable, a deadlock, a serialization failure,
-# a lock or statement timeout (psycopg2 raises all of these as OperationalError), or a pool with no free connection.
-TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError)
 _settings = get_settings()
 
 
 class PaymentTask(GuardedTask):
-    autoretry_for = TRANSIENT
     max_retries = _settings.retry_max
-    retry_backoff = 1  # seconds, doubled on each retry
-    retry_backoff_max = _settings.retry_backoff_max
-    retry_jitter = True  # full jitter: workers retrying after an outage do not come back in step
-    default_retry_delay = 1  # the delay of a retry after the worker process died
+    default_retry_delay = 1  # the delay of a retry after the worker process died (task_retry_on_worker_lost)
 
 
 def apply_message(task: Task, args: Sequence[object], kwargs: Mapping[str, object]) -> dict[str, Any]:
+    """Apply one message, retrying transient database errors; it is acked only once its fate is in the database."""
+    try:
+        return _apply(task, args, kwargs)
+    except (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError) as error:
+        if not is_transient(error):
+            raise
+        retries = task.request.retries
+        if retries < task.max_retries:
+            # Full jitter: workers retrying after an outage do not all come back in step.
+            countdown = get_exponential_backoff_interval(1, retries, _settings.retry_backoff_max, full_jitter=True)
+            raise task.retry(exc=error, countdown=countdown) from error
+        held = HeldMessage.of(HeldReason.RETRIES_SPENT, task.name, task.request.id, args, kwargs, repr(error))
+        try:
+            hold_message(worker_unit_of_work(), held)
+        except (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError) as still_down:
+            if not is_transient(still_down):
+                raise
+            # Retries are spent but the database cannot record that yet: acking now would lose the payment
+            # without a trace, so keep the message and try again at the slowest pace until it can be recorded.
+            raise task.retry(exc=error, countdown=_settings.retry_backoff_max, max_retries=None) from error
+        raise
+
+
+def _apply(task: Task, args: Sequence[object], kwargs: Mapping[str, object]) -> dict[str, Any]:
     try:
         request = read(task.name, args, kwargs)
     except InvalidRequest as error:
@@ -87,14 +107,18 @@ def hold_failed_payment(
     """A payment task that failed for good is held for operators; it has no outcome, so a resend can apply it."""
     if sender is None or sender.name not in MESSAGES:
         return
-    transient = isinstance(exception, (*TRANSIENT, WorkerLostError))
-    reason = HeldReason.RETRIES_SPENT if transient else HeldReason.FAILED
+    if isinstance(exception, (WorkerLostError, TimeLimitExceeded)) or (
+        exception is not None and is_transient(exception)
+    ):
+        # A process that died or ran out of time may or may not have committed: a resend settles it once.
+        reason = HeldReason.RETRIES_SPENT
+    else:
+        reason = HeldReason.FAILED
     held = HeldMessage.of(reason, sender.name, task_id, args or (), kwargs or {}, repr(exception))
     try:
-        hold_message(worker_unit_of_work(), held)
+        hold_message(worker_unit_of_work(), held)  # the task may have held it already: once per task id
     except Exception as error:
-        # The database is still away (or refused the record): the log line is the only record, so it carries the
-        # whole message.
+        # The database refused the record: the log line is the only one, so it carries the whole message.
         log_event(
             "payment.held",
             logging.ERROR,
@@ -103,7 +127,7 @@ def hold_failed_payment(
             task=held.task,
             task_id=task_id,
             reference=held.reference,
-            message=dict(held.message),
+            payload=dict(held.message),
             error=held.error,
             database_error=str(error).splitlines()[0],
         )
@@ -131,10 +155,22 @@ def _hold_raw(message: Message, name: str | None, error: str) -> None:
         headers = message.headers if isinstance(message.headers, dict) else {}
         body = message.body.decode("utf-8", "replace") if isinstance(message.body, bytes) else str(message.body)
         task = str(headers.get("task") or name or "(none)")
-        held = HeldMessage.of(HeldReason.UNREADABLE, task, _text(headers.get("id")), (), {"body": body}, error)
+        fields = {"reference": _reference_in(body), "body": body}
+        held = HeldMessage.of(HeldReason.UNREADABLE, task, _text(headers.get("id")), (), fields, error)
         hold_message(worker_unit_of_work(), held)
     except Exception as failure:
         log_event("payment.hold_failed", logging.ERROR, error=error, hold_error=repr(failure))
+
+
+def _reference_in(body: str) -> object:
+    # Best effort, so that an operator can search held messages by reference: a protocol 2 body is
+    # [args, kwargs, options].
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return None
+    kwargs = decoded[1] if isinstance(decoded, list) and len(decoded) > 1 else None
+    return kwargs.get("reference") if isinstance(kwargs, dict) else None
 
 
 def _text(value: object) -> str | None:

@@ -211,15 +211,7 @@ class FileRun:
         self.summary.resent += len(stale)
 
     def _record(self, reference: str, outcome: Outcome) -> None:
-        identity = fingerprint(
-            {
-                "type": outcome.type,
-                "source": outcome.source,
-                "destination": outcome.destination,
-                "amount": outcome.amount,
-                "currency": outcome.currency,
-            }
-        )
+        identity = fingerprint(outcome.identity())
         self.db.execute(
             "UPDATE payments SET status = ?, reason = ?, conflict = (identity <> ?) WHERE reference = ?",
             (outcome.status.value, None if outcome.reason is None else outcome.reason.value, identity, reference),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -19,13 +20,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, Tim
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from processor.domain.errors import InvalidValue
 from processor.domain.payments import Outcome, OutcomeStatus
 from processor.logs import configure_logging
+from processor.messages import Deposit, PaymentMessage, Transfer, Withdrawal
 from processor.terminal import P, R, console, emit, fail, json_option, reports_errors, settings
 from processor.views import outcome_json
 from submit.batch import FileRun, Summary, submit_file
 from submit.client import Client
 from submit.files import FileFormat, UnreadableFile
+from submit.generate import Accounts, demo_accounts, given_accounts, write_sample
 
 
 def reports_broker_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -76,21 +80,37 @@ def send_options(command: Callable[P, R]) -> Callable[P, R]:
     return command
 
 
+MESSAGES_BY_VERB: dict[str, type[PaymentMessage]] = {"deposit": Deposit, "withdraw": Withdrawal, "transfer": Transfer}
+
+
 def send(verb: str, accounts: dict[str, str], wait: bool, timeout: float, as_json: bool, **fields: Any) -> None:
     client = Client()
-    method: Callable[..., str] = getattr(client, verb)
-    reference = method(**accounts, **fields)
+    message = client.message(MESSAGES_BY_VERB[verb], **fields, **accounts)
+    try:
+        client.send_message(message)
+    except kombu.exceptions.OperationalError as error:
+        url = maybe_sanitize_url(settings().celery_broker_url)
+        fail(
+            f"cannot send {message.reference} to the broker at {url} (CELERY_BROKER_URL): {error}. "
+            f"To try again, send it with --reference {message.reference}: if it did go, it applies once"
+        )
     if not wait:
         emit(
             as_json,
-            {"reference": reference, "status": OutcomeStatus.PENDING.value},
-            lambda: console.print(f"enqueued {reference}"),
+            {"reference": message.reference, "status": OutcomeStatus.PENDING.value},
+            lambda: console.print(f"enqueued {message.reference}"),
         )
         return
-    outcome = client.wait(reference, timeout)
+    outcome = client.wait(message.reference, timeout)
     show(outcome, as_json)
     if outcome.status is OutcomeStatus.PENDING:
-        fail(f"no outcome for {reference} after {timeout:g} s: is a worker running? (celery -A processor worker)")
+        fail(
+            f"no outcome for {message.reference} after {timeout:g} s: is a worker running? (celery -A processor worker)"
+        )
+    if outcome.identity() != message.request().identity():
+        # The reference was used before, for another payment: what is shown is that one's outcome, and this
+        # request will be recorded as a conflict with no effect.
+        fail(f"{message.reference} was already used for another payment (shown above); this one is not applied")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -294,6 +314,103 @@ def file_(
     emit(as_json, summary.as_json(), render)
     if not summary.ok:
         sys.exit(1)
+
+
+def _accounts(ctx: click.Context, param: click.Parameter, numbers: tuple[str, ...]) -> Accounts | None:
+    try:
+        return given_accounts(numbers) if numbers else None
+    except InvalidValue as error:
+        raise click.BadParameter(error.message) from None
+
+
+@cli.command()
+@click.option("--rows", required=True, type=click.IntRange(min=1), help="How many rows, the bad ones included.")
+@click.option(
+    "--out",
+    "out_path",
+    default="-",
+    show_default=True,
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="The file to write; - for stdout.",
+)
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice([f.value for f in FileFormat]),
+    help="[default: by the extension of --out; csv on stdout]",
+)
+@click.option(
+    "--account",
+    "accounts",
+    multiple=True,
+    callback=_accounts,
+    help="An account to pay from and into; repeat for more."
+    " [default: the active accounts of the demo's customers 100001 and 100002, read from DATABASE_URL]",
+)
+@click.option(
+    "--seed",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0, 999_999_999),
+    help="Another seed gives other payments, under other references (batch-SEED-N).",
+)
+@click.option(
+    "--bad-rows",
+    type=click.IntRange(min=0),
+    help="Deliberately bad rows, spread through the file, each wrong in another way. [default: 5, at most --rows]",
+)
+@json_option
+@reports_errors
+def generate(
+    rows: int,
+    out_path: Path,
+    file_format: str | None,
+    accounts: Accounts | None,
+    seed: int,
+    bad_rows: int | None,
+    as_json: bool,
+) -> None:
+    """Write a realistic sample payment file; the lines of its deliberately bad rows are listed on stderr.
+
+    A seed always writes the same payments under the same references: submitting them again applies nothing twice.
+    """
+    to_stdout = str(out_path) == "-"
+    if bad_rows is None:
+        bad_rows = min(5, rows)
+    elif bad_rows > rows:
+        raise click.BadParameter(f"{bad_rows} is more than --rows {rows}", param_hint="--bad-rows")
+    if as_json and to_stdout:
+        raise click.UsageError("--json prints a summary on stdout, where the file would go: give --out a path")
+    try:
+        chosen = FileFormat(file_format) if file_format else FileFormat.CSV if to_stdout else FileFormat.of(out_path)
+    except UnreadableFile as error:
+        raise click.BadParameter(str(error), param_hint="--out") from None
+    payees = accounts or demo_accounts()
+    try:
+        with nullcontext(sys.stdout) if to_stdout else out_path.open("w", newline="", encoding="utf-8") as out:
+            bad = write_sample(out, chosen, payees, rows, seed, bad_rows)
+    except BrokenPipeError:
+        # The reader of a pipe stopped early (| head): not an error, and nothing more to say on stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except OSError as error:
+        fail(f"cannot write {out_path}: {error.strerror or error}")
+    where = "stdout" if to_stdout else str(out_path)
+    bad_json = [{"line": row.line, "field": row.field, "problem": str(row.flaw)} for row in bad]
+    summary = {"path": where, "format": chosen.value, "rows": rows, "seed": seed, "bad_rows": bad_json}
+
+    def render() -> None:
+        count = len(set(payees.destinations + payees.sources))
+        accounts_ = f"{count} account" + ("" if count == 1 else "s")
+        click.echo(f"wrote {rows} rows to {where} ({chosen.value}, seed {seed}, {accounts_})", err=True)
+        if bad:
+            click.echo(
+                f"{len(bad)} deliberately bad rows, which 'submit file' reports as invalid and does not send:", err=True
+            )
+            for row in bad:
+                click.echo(f"  line {row.line}: {row.field}: {row.flaw}", err=True)
+
+    emit(as_json, summary, render)
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ class Client:
         description: str | None = None,
     ) -> str:
         """Enqueue a deposit into `account`; returns its reference. Raises InvalidRequest before sending."""
-        return self.send(Deposit, account=account, **self._common(amount, currency, reference, description))
+        return self.send_message(self.message(Deposit, amount, currency, reference, description, account=account))
 
     def withdraw(
         self,
@@ -64,7 +64,8 @@ class Client:
         description: str | None = None,
     ) -> str:
         """Enqueue a withdrawal from `account`; returns its reference. Raises InvalidRequest before sending."""
-        return self.send(Withdrawal, account=account, **self._common(amount, currency, reference, description))
+        message = self.message(Withdrawal, amount, currency, reference, description, account=account)
+        return self.send_message(message)
 
     def transfer(
         self,
@@ -76,13 +77,30 @@ class Client:
         description: str | None = None,
     ) -> str:
         """Enqueue a transfer; returns its reference. Raises InvalidRequest before sending."""
-        return self.send(
-            Transfer, source=source, destination=destination, **self._common(amount, currency, reference, description)
+        message = self.message(
+            Transfer, amount, currency, reference, description, source=source, destination=destination
         )
+        return self.send_message(message)
 
-    def send(self, message: type[PaymentMessage], **kwargs: Any) -> str:
-        """Validate and enqueue one message of the contract; returns its reference."""
-        return self.send_message(build(message, **kwargs))
+    def message(
+        self,
+        kind: type[PaymentMessage],
+        amount: Amount,
+        currency: str | None = None,
+        reference: str | None = None,
+        description: str | None = None,
+        **accounts: str,
+    ) -> PaymentMessage:
+        """A validated message, with a new reference and the default currency where none is given."""
+        fields: dict[str, Any] = {
+            "reference": new_reference() if reference is None else reference,
+            "amount": amount,
+            "currency": currency or self.default_currency,
+            **accounts,
+        }
+        if description:
+            fields["description"] = description
+        return build(kind, **fields)
 
     def send_message(self, message: PaymentMessage, producer: Producer | None = None) -> str:
         """Enqueue a message already validated; returns its reference."""
@@ -111,15 +129,3 @@ class Client:
             if outcome.status is not OutcomeStatus.PENDING or time.monotonic() >= deadline:
                 return outcome
             time.sleep(interval)
-
-    def _common(
-        self, amount: Amount, currency: str | None, reference: str | None, description: str | None
-    ) -> dict[str, Any]:
-        fields: dict[str, Any] = {
-            "reference": new_reference() if reference is None else reference,
-            "amount": amount,
-            "currency": currency or self.default_currency,
-        }
-        if description:
-            fields["description"] = description
-        return fields

@@ -13,7 +13,27 @@ def get_engine(url: str) -> Engine:
     # pool_pre_ping replaces a connection the server dropped (restart, failover) rather than failing on it.
     # Read Committed, whatever the server's default: each statement after a lock wait must see what the
     # lock holder committed (the reference check after the advisory lock depends on it).
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, isolation_level="READ COMMITTED")
+    # A server that stops answering must fail a connection in seconds, not hang it: a worker process waiting on
+    # a dead socket would hold its messages, and the main process's time limits, with it.
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        isolation_level="READ COMMITTED",
+        connect_args=CONNECT_ARGS,
+    )
+
+
+# libpq: give up connecting after 5 s; notice a silent peer after about 30 s of keepalives, or 30 s unacknowledged.
+CONNECT_ARGS = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 4,
+    "tcp_user_timeout": 30_000,
+}
 
 
 @cache

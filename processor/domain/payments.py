@@ -244,6 +244,16 @@ class Outcome:
     conflicts: tuple[Conflict, ...] = ()
     delivery: Delivery = Delivery.FIRST
 
+    def identity(self) -> dict[str, str | None]:
+        """The recorded payment's identity fields, to compare with a request's (PaymentRequest.identity)."""
+        return {
+            "type": self.type,
+            "source": self.source,
+            "destination": self.destination,
+            "amount": self.amount,
+            "currency": self.currency,
+        }
+
 
 @dataclass(frozen=True)
 class Policy:

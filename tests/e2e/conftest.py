@@ -22,10 +22,11 @@ from tests.builders import UowFactory
 
 CELERY = str(Path(sys.executable).with_name("celery"))
 # Short, so that a killed worker's messages come back within seconds; still longer than the retry backoff cap
-# plus the statement timeout, as the settings require.
+# plus the task time limit, as the settings require.
 WORKER_ENV = {
-    "PROCESSOR_VISIBILITY_TIMEOUT": "8",
+    "PROCESSOR_VISIBILITY_TIMEOUT": "15",
     "PROCESSOR_RETRY_BACKOFF_MAX": "2",
+    "PROCESSOR_TASK_TIME_LIMIT": "10",
     "PROCESSOR_STATEMENT_TIMEOUT": "5",
     "PROCESSOR_LOCK_TIMEOUT": "2",
 }

@@ -173,9 +173,10 @@ def assert_rejected_as_invalid(outcome: Outcome) -> None:
     assert outcome.reason is Reason.INVALID_REQUEST
 
 
-def assert_held_once(bank: Bank, task: str) -> None:
+def assert_held_once(bank: Bank, task: str, reference: str | None = None) -> None:
+    """Held once, with the reference found in the body (if any) so an operator can search for it."""
     [held] = list_held(bank.make_uow())
-    assert (held.reason, held.task, held.reference) == (HeldReason.UNREADABLE, task, None)
+    assert (held.reason, held.task, held.reference) == (HeldReason.UNREADABLE, task, reference)
 
 
 # Celery 5.7 builds a request in the worker's main process; without processor.celery.guarded_strategy these
@@ -199,20 +200,21 @@ class TestRefusedBeforeTheTask:
 
     @pytest.mark.parametrize(
         ("body", "message_headers", "logged_once", "held"),
+        # held: (task, reference) of the held record, or None when Celery gives no signal to hold it by.
         [
             pytest.param(b"{not json", headers(), "Can't decode message body", None, id="body-not-json"),
             pytest.param(
                 protocol2_body({"reference": "no-headers"}),
                 {},
                 "Received and deleted unknown message",
-                "(none)",
+                ("(none)", "no-headers"),
                 id="no-headers",
             ),
             pytest.param(
                 protocol2_body({"reference": "garbage-headers"}),
                 {"task": 5, "id": [], "lang": None},
                 "Received unregistered task of type 5",
-                "5",
+                ("5", "garbage-headers"),
                 id="garbage-headers",
             ),
             pytest.param(
@@ -223,26 +225,31 @@ class TestRefusedBeforeTheTask:
                 id="options-not-a-mapping",
             ),
             pytest.param(
-                json.dumps([1, 2, 3, 4]).encode(), headers(), MALFORMED, "payments.deposit", id="list-of-four"
+                json.dumps([1, 2, 3, 4]).encode(), headers(), MALFORMED, ("payments.deposit", None), id="list-of-four"
             ),
             pytest.param(
                 json.dumps({"reference": "kwargs-as-body"}).encode(),
                 headers(),
                 MALFORMED,
-                "payments.deposit",
+                ("payments.deposit", None),
                 id="kwargs-as-body",
             ),
             pytest.param(
                 protocol2_body({"reference": "no-id"}),
                 {"task": "payments.deposit", "lang": "py"},
                 MALFORMED,
-                "payments.deposit",
+                ("payments.deposit", "no-id"),
                 id="task-header-without-id",
             ),
         ],
     )
     def test_malformed_message_is_dropped(
-        self, bank: Bank, body: bytes, message_headers: dict[str, object], logged_once: str, held: str | None
+        self,
+        bank: Bank,
+        body: bytes,
+        message_headers: dict[str, object],
+        logged_once: str,
+        held: tuple[str, str | None] | None,
     ) -> None:
         bank.publish_raw(body, message_headers)
 
@@ -251,13 +258,13 @@ class TestRefusedBeforeTheTask:
             # Celery reports these through no signal (an undecodable body) or only after acking (bad options).
             assert list_held(bank.make_uow()) == []
         else:
-            assert_held_once(bank, held)
+            assert_held_once(bank, *held)
 
     def test_unknown_task_name_is_dropped_and_held(self, bank: Bank) -> None:
         bank.send("payments.refund", kwargs=bank.deposit_kwargs(reference="refund-1"))
 
         bank.assert_harmless(recorded=set(), logged_once="Received unregistered task of type 'payments.refund'")
-        assert_held_once(bank, "payments.refund")
+        assert_held_once(bank, "payments.refund", "refund-1")
 
 
 class TestHeldForOperators:
