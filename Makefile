@@ -5,13 +5,15 @@ BIN := $(VENV)/bin
 DEMO_DATABASE_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/abcbank_demo
 # Redis database 15 is the demo's own, so the demo never meets another worker's queue (tests use 1 to 14).
 DEMO_BROKER_URL ?= redis://127.0.0.1:6379/15
+SAMPLE_ROWS ?= 1000
 
 FLOWER_PORT ?= 5555
 
-.PHONY: help install test lint format demo worker flower clean
+.PHONY: help install test lint format demo sample worker flower clean
 
 help:
 	@echo "make demo    run a small bank end to end through a real worker, on a fresh demo database"
+	@echo "make sample  write sample.csv: $(SAMPLE_ROWS) payments between the demo's accounts, 5 of them bad (SAMPLE_ROWS=N)"
 	@echo "make test    run the test suite (real PostgreSQL)"
 	@echo "make lint    ruff and mypy"
 	@echo "make format  apply ruff's formatting and safe fixes"
@@ -40,6 +42,9 @@ format: install
 
 demo: install
 	DATABASE_URL=$(DEMO_DATABASE_URL) CELERY_BROKER_URL=$(DEMO_BROKER_URL) $(BIN)/python -m processor.demo
+
+sample: install
+	DATABASE_URL=$(DEMO_DATABASE_URL) $(BIN)/submit generate --rows $(SAMPLE_ROWS) --out sample.csv
 
 worker: install
 	$(BIN)/celery -A processor worker --loglevel=INFO

@@ -14,7 +14,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -78,7 +77,6 @@ CREATE TABLE payments (
     reference TEXT PRIMARY KEY, line INTEGER NOT NULL, identity TEXT NOT NULL, task TEXT NOT NULL,
     kwargs TEXT NOT NULL, sent_at REAL, status TEXT, reason TEXT, conflict INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX payments_waiting ON payments (sent_at) WHERE status IS NULL;
 CREATE TABLE rows (line INTEGER PRIMARY KEY, reference TEXT, kind TEXT NOT NULL);
 CREATE TABLE errors (line INTEGER NOT NULL, field TEXT NOT NULL, message TEXT NOT NULL);
 """
@@ -91,6 +89,7 @@ class FileRun:
         self.client = client
         self.progress = progress
         self.summary = Summary()
+        self.last_progress = time.time()  # when an outcome last arrived, or a payment was last sent
         self._directory = tempfile.TemporaryDirectory(prefix="submit-file-")
         self.db = sqlite3.connect(Path(self._directory.name) / "run.sqlite3", isolation_level=None)
         self.db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + _SCHEMA)
@@ -109,7 +108,7 @@ class FileRun:
                 self._invalid(item.line, None, [item])
             else:
                 message = self._check(item)
-                if message is not None:
+                if message is not None and send:
                     burst.append((message.reference, message))
             if send and len(burst) >= CHUNK:
                 self._send_new(burst)
@@ -165,6 +164,7 @@ class FileRun:
                     self.client.send_message(message, producer)
                     self.db.execute("UPDATE payments SET sent_at = ? WHERE reference = ?", (now, reference))
                     self.summary.enqueued += 1
+                    self.last_progress = now
                 else:
                     self._record(reference, outcome)
                     self.summary.already_recorded += 1
@@ -185,30 +185,41 @@ class FileRun:
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
 
     def _collect(self) -> None:
-        references = (r for (r,) in self.db.execute("SELECT reference FROM payments WHERE status IS NULL").fetchall())
         assert self.client is not None
-        self.db.execute("BEGIN")
-        for chunk in _chunks(references, CHUNK):
-            for reference, outcome in self.client.outcomes(chunk).items():
+        found = 0
+        for chunk in self._waiting(time.time()):
+            for reference, outcome in self.client.outcomes([reference for reference, _, _ in chunk]).items():
                 if outcome.status is not OutcomeStatus.PENDING:
                     self._record(reference, outcome)
-        self.db.execute("COMMIT")
+                    found += 1
+        if found:
+            self.last_progress = time.time()
 
     def _resend(self, resend_after: float) -> None:
         """Send again, with the same reference (so at most one applies), what has waited `resend_after` seconds."""
         assert self.client is not None
         now = time.time()
-        stale = self.db.execute(
-            "SELECT reference, task, kwargs FROM payments WHERE status IS NULL AND sent_at <= ?",
-            (now - resend_after,),
-        ).fetchall()
-        if not stale:
+        if now - self.last_progress < resend_after:
+            # Outcomes are still arriving: the rest are queued behind them, not lost. Re-sending them now would
+            # only lengthen the queue with duplicates.
             return
-        with self.client.producer() as producer:
-            for reference, task, kwargs in stale:
-                self.client.send_message(MESSAGES[task].model_validate(json.loads(kwargs)), producer)
-                self.db.execute("UPDATE payments SET sent_at = ? WHERE reference = ?", (now, reference))
-        self.summary.resent += len(stale)
+        for chunk in self._waiting(now - resend_after):
+            with self.client.producer() as producer:
+                for reference, task, kwargs in chunk:
+                    self.client.send_message(MESSAGES[task].model_validate(json.loads(kwargs)), producer)
+                    self.db.execute("UPDATE payments SET sent_at = ? WHERE reference = ?", (now, reference))
+            self.summary.resent += len(chunk)
+
+    def _waiting(self, sent_before: float) -> Iterator[list[tuple[str, str, str]]]:
+        """The payments with no outcome yet, sent before a moment, a chunk at a time (never all in memory)."""
+        after = ""
+        while chunk := self.db.execute(
+            "SELECT reference, task, kwargs FROM payments WHERE status IS NULL AND sent_at <= ? AND reference > ?"
+            " ORDER BY reference LIMIT ?",
+            (sent_before, after, CHUNK),
+        ).fetchall():
+            yield chunk
+            after = chunk[-1][0]
 
     def _record(self, reference: str, outcome: Outcome) -> None:
         identity = fingerprint(outcome.identity())
@@ -222,6 +233,8 @@ class FileRun:
 
     def _counts(self) -> dict[str, int]:
         statuses = dict(self.db.execute("SELECT coalesce(status, 'pending'), count(*) FROM payments GROUP BY 1"))
+        if self.client is None:  # a dry run: nothing is sent, so nothing is pending
+            return {"invalid": self.summary.invalid, "valid": self.summary.valid}
         return {
             "invalid": self.summary.invalid,
             "applied": statuses.get("applied", 0),
@@ -233,9 +246,8 @@ class FileRun:
         """The summary, outcomes counted from what the run has collected."""
         summary = self.summary
         counts = self._counts()
-        summary.applied, summary.rejected = counts["applied"], counts["rejected"]
-        # A dry run sends nothing, so nothing waits for an outcome.
-        summary.pending = counts["pending"] if self.client is not None else 0
+        summary.applied, summary.rejected = counts.get("applied", 0), counts.get("rejected", 0)
+        summary.pending = counts.get("pending", 0)
         summary.rejected_by_reason = dict(
             self.db.execute(
                 "SELECT reason, count(*) FROM payments WHERE status = 'rejected' GROUP BY reason ORDER BY reason"
@@ -268,11 +280,6 @@ class FileRun:
                 "duplicate_of_line": first_line if kind == "duplicate" else "",
                 "error": error or "",
             }
-
-
-def _chunks(items: Iterator[str], size: int) -> Iterator[list[str]]:
-    while chunk := list(islice(items, size)):
-        yield chunk
 
 
 def submit_file(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -66,52 +67,65 @@ def read_rows(path: Path, file_format: FileFormat) -> Iterator[Read]:
 
 def _read_csv(stream: BinaryIO) -> Iterator[Read]:
     # surrogateescape keeps a bad byte as a marker in its cell instead of stopping the whole file at it.
-    lines = (raw.decode("utf-8", "surrogateescape") for raw in stream)
+    lines = (raw.decode("utf-8", "surrogateescape") for raw in _without_bom(stream))
     reader = csv.reader(lines, strict=True)
     header = _header(reader)
     while True:
+        # A row reads from the line after the previous one (a quoted field may carry it over several lines).
+        line = reader.line_num + 1
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as error:
-            yield RowError(reader.line_num, "row", f"is not valid CSV: {error}")
+            yield RowError(line, "row", f"is not valid CSV: {error}")
             continue
         if not cells or cells == [""]:
             continue
         if len(cells) != len(header):
-            yield RowError(reader.line_num, "row", f"has {len(cells)} columns; the header has {len(header)}")
+            yield RowError(line, "row", f"has {len(cells)} columns; the header has {len(header)}")
             continue
-        undecodable = next((name for name, cell in zip(header, cells, strict=True) if _has_bad_bytes(cell)), None)
+        undecodable = next((name for name, cell in zip(header, cells, strict=True) if _BAD_BYTE.search(cell)), None)
         if undecodable is not None:
-            yield RowError(reader.line_num, undecodable, "has bytes that are not UTF-8")
+            yield RowError(line, undecodable, "has bytes that are not UTF-8")
             continue
-        yield Row(reader.line_num, {name: cell for name, cell in zip(header, cells, strict=True) if name in COLUMNS})
+        yield Row(line, dict(zip(header, cells, strict=True)))
 
 
-def _header(reader: Iterable[list[str]]) -> list[str]:
-    for cells in reader:
-        if not cells or cells == [""]:
-            continue
-        header = [cell.strip().lower().removeprefix("\ufeff") for cell in cells]
-        missing = [name for name in REQUIRED_COLUMNS if name not in header]
-        if missing:
-            raise UnreadableFile(
-                f"the header lacks {', '.join(missing)}: the first line must name the columns ({','.join(COLUMNS)})"
-            )
-        duplicated = sorted({name for name in header if header.count(name) > 1})
-        if duplicated:
-            raise UnreadableFile(f"the header names {', '.join(duplicated)} more than once")
-        return header
-    raise UnreadableFile(f"the file is empty: it needs a header line ({','.join(COLUMNS)})")
+def _without_bom(stream: BinaryIO) -> Iterator[bytes]:
+    # Spreadsheet programs start UTF-8 files with a byte order mark; it is not part of the first column's name.
+    for number, raw in enumerate(stream):
+        yield raw.removeprefix(b"\xef\xbb\xbf") if number == 0 else raw
 
 
-def _has_bad_bytes(text: str) -> bool:
-    return any("\udc80" <= char <= "\udcff" for char in text)
+def _header(reader: Iterator[list[str]]) -> list[str]:
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            raise UnreadableFile(f"the file is empty: it needs a header line ({','.join(COLUMNS)})") from None
+        except csv.Error as error:
+            raise UnreadableFile(f"the header line is not valid CSV: {error}") from None
+        if cells and cells != [""]:
+            break
+    header = [cell.strip().lower() for cell in cells]
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    unknown = [name for name in header if name not in COLUMNS]
+    if missing or unknown:
+        problems = [f"lacks {', '.join(missing)}"] if missing else []
+        problems += [f"has unknown column(s) {', '.join(repr(n[:40]) for n in unknown[:5])}"] if unknown else []
+        raise UnreadableFile(f"the header {' and '.join(problems)}: the columns are {','.join(COLUMNS)}")
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        raise UnreadableFile(f"the header names {', '.join(duplicated)} more than once")
+    return header
+
+
+_BAD_BYTE = re.compile("[\udc80-\udcff]")
 
 
 def _read_jsonl(stream: BinaryIO) -> Iterator[Read]:
-    for line, raw in enumerate(stream, start=1):
+    for line, raw in enumerate(_without_bom(stream), start=1):
         if not raw.strip():
             continue
         try:

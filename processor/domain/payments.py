@@ -60,6 +60,7 @@ IDENTITY_FIELDS = ("type", "source", "destination", "amount", "currency")
 PAYLOAD_FIELDS = (*IDENTITY_FIELDS, "description")
 DESCRIPTION_MAX_LENGTH = 500
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 CLIP_LENGTH = 500
 _ACCOUNT_FIELDS = {
     PaymentType.DEPOSIT: ("destination",),
@@ -81,6 +82,8 @@ def parse_description(value: object) -> str | None:
         raise InvalidValue("description", f"must be text of at most {DESCRIPTION_MAX_LENGTH} characters")
     if _CONTROL.search(value):
         raise InvalidValue("description", "must not contain control characters (such as NUL or a line break)")
+    if _SURROGATE.search(value):
+        raise InvalidValue("description", "must be Unicode text (it has a lone surrogate, as from undecodable bytes)")
     return value
 
 
@@ -145,7 +148,8 @@ def clip(value: object) -> object:
     if not _is_json_scalar(value):
         value = str(value)
     if isinstance(value, str):
-        text = value.replace("\x00", "\\x00")
+        # Lone surrogates cannot be stored as UTF-8: keep them as escapes, like NUL.
+        text = value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
         return f"{text[:CLIP_LENGTH]}… ({len(value)} characters)" if len(text) > CLIP_LENGTH else text
     return value
 

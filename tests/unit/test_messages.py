@@ -158,6 +158,11 @@ class TestBuild:
         assert [e.field for e in caught.value.errors] == ["reference"]
         assert caught.value.reference is None
 
+    def test_description_with_a_lone_surrogate_is_refused(self) -> None:
+        # What a JSON file's "\\udce9" decodes to: PostgreSQL could not store it as UTF-8.
+        with pytest.raises(InvalidRequest, match="description: must be Unicode text"):
+            build(Deposit, **valid_kwargs(Deposit, description="caf\udce9"))
+
     @pytest.mark.parametrize("text", ["a\x00b", "line\nbreak", "bell\x07"])
     def test_description_with_a_control_character_is_refused(self, text: str) -> None:
         # PostgreSQL cannot store NUL at all; a line break would split the description in every report.
