@@ -3,7 +3,9 @@
 Why these settings (ARCHITECTURE.md section 8):
 - Delivery is at least once: a message is acked only after its task has returned (acks late), and a task whose
   worker process died is sent again (retry on worker lost, bounded by the task's max_retries). Exactly-once
-  effects come from PostgreSQL, where each reference is recorded with its effects in one transaction.
+  effects come from PostgreSQL, where each reference is recorded with its effects in one transaction. (Except
+  that kombu's Redis transport can lose a message whose worker is killed between taking it off the queue and
+  recording it as unacked: senders resend references that stay pending; README, "Delivery".)
 - Prefetch 1: a worker holds few unacked messages, so a killed worker strands few. Retries waiting for their
   countdown are held unacked too, and prefetch does not count those.
 - Redis gives an unacked message to another worker after the visibility timeout (default 300 s). It must be longer

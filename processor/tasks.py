@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,7 +12,6 @@ import sqlalchemy.exc
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import Task
 from celery.signals import task_failure, task_rejected, task_unknown, worker_process_init
-from celery.utils.time import get_exponential_backoff_interval
 from kombu.message import Message
 
 from processor.bootstrap import worker_unit_of_work
@@ -44,8 +44,7 @@ def apply_message(task: Task, args: Sequence[object], kwargs: Mapping[str, objec
             raise
         retries = task.request.retries
         if retries < task.max_retries:
-            # Full jitter: workers retrying after an outage do not all come back in step.
-            countdown = get_exponential_backoff_interval(1, retries, _settings.retry_backoff_max, full_jitter=True)
+            countdown = backoff(retries, _settings.retry_backoff_max)
             raise task.retry(exc=error, countdown=countdown) from error
         held = HeldMessage.of(HeldReason.RETRIES_SPENT, task.name, task.request.id, args, kwargs, repr(error))
         try:
@@ -57,6 +56,16 @@ def apply_message(task: Task, args: Sequence[object], kwargs: Mapping[str, objec
             # without a trace, so keep the message and try again at the slowest pace until it can be recorded.
             raise task.retry(exc=error, countdown=_settings.retry_backoff_max, max_retries=None) from error
         raise
+
+
+def backoff(retries: int, cap: float) -> float:
+    """Seconds before retry number `retries` + 1: doubling from 1 s up to `cap`, the second half of it jittered.
+
+    Jitter keeps workers that retry after an outage from coming back in step; keeping the first half fixed gives
+    the retries a floor (half the sum of the caps), so an unlucky run of short draws cannot spend them in seconds.
+    """
+    ceiling = min(cap, 2.0**retries)
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 def _apply(task: Task, args: Sequence[object], kwargs: Mapping[str, object]) -> dict[str, Any]:
