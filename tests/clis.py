@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import click
 from click.testing import CliRunner, Result
 
@@ -9,6 +12,14 @@ from click.testing import CliRunner, Result
 def invoke(command: click.Command, *args: str) -> Result:
     """Run a CLI in-process; an unexpected exception propagates instead of hiding behind exit code 1."""
     return CliRunner().invoke(command, list(args), catch_exceptions=False)
+
+
+def invoke_json(command: click.Command, *args: str) -> Any:
+    """Run a CLI with --json; it must succeed with nothing on stderr. Returns the parsed output."""
+    result = invoke(command, *args, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    return json.loads(result.stdout)
 
 
 def error_line(stderr: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -35,6 +36,22 @@ class ThrowawayDatabases:
         admin.drop_database(url)
 
 
+@contextmanager
+def setting(name: str, value: str) -> Iterator[None]:
+    """An environment variable set for the settings while the block runs, then restored."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+        get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def databases() -> ThrowawayDatabases:
     return ThrowawayDatabases()
@@ -44,15 +61,8 @@ def databases() -> ThrowawayDatabases:
 def database_url(databases: ThrowawayDatabases) -> Iterator[str]:
     url = databases.create("run")
     admin.upgrade(url)
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
-    get_settings.cache_clear()
-    yield url
-    if previous is None:
-        os.environ.pop("DATABASE_URL", None)
-    else:
-        os.environ["DATABASE_URL"] = previous
-    get_settings.cache_clear()
+    with setting("DATABASE_URL", url):
+        yield url
     databases.drop(url)
 
 
@@ -88,14 +98,7 @@ def broker_url() -> Iterator[str]:
         pytest.fail("no free Redis database among 1 to 14 for the tests")
     url = f"{REDIS_SERVER}/{number}"
     # Celery prefers CELERY_BROKER_URL to the broker an app is given: set it, so nothing reaches another broker.
-    previous = os.environ.get("CELERY_BROKER_URL")
-    os.environ["CELERY_BROKER_URL"] = url
-    get_settings.cache_clear()
-    yield url
-    if previous is None:
-        os.environ.pop("CELERY_BROKER_URL", None)
-    else:
-        os.environ["CELERY_BROKER_URL"] = previous
-    get_settings.cache_clear()
+    with setting("CELERY_BROKER_URL", url):
+        yield url
     client.flushdb()
     client.close()

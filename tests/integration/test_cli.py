@@ -30,7 +30,7 @@ from tests.builders import (
     transfer,
     withdrawal,
 )
-from tests.clis import error_line, invoke, mistype
+from tests.clis import error_line, invoke, invoke_json, mistype
 from tests.conftest import SERVER_URL, ThrowawayDatabases
 
 CONSOLE_SCRIPT = str(Path(sys.executable).with_name("processor"))
@@ -43,10 +43,7 @@ def run(*args: str) -> Result:
 
 
 def run_json(*args: str) -> Any:
-    result = run(*args, "--json")
-    assert result.exit_code == 0, result.stderr
-    assert result.stderr == ""
-    return json.loads(result.stdout)
+    return invoke_json(cli, *args)
 
 
 def run_script(database_url: str, *args: str, cwd: str) -> subprocess.CompletedProcess[str]:

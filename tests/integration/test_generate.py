@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,6 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from processor.config import get_settings
 from processor.db import admin
 from processor.db.engine import get_session_factory
 from processor.db.uow import UnitOfWork
@@ -21,7 +19,7 @@ from submit.cli import cli
 from submit.files import COLUMNS, FileFormat, Row, read_rows
 from tests.builders import UowFactory, make_account, make_customer
 from tests.clis import error_line, invoke, mistype
-from tests.conftest import ThrowawayDatabases
+from tests.conftest import ThrowawayDatabases, setting
 
 
 @pytest.fixture
@@ -262,16 +260,9 @@ def fresh_bank(databases: ThrowawayDatabases) -> Iterator[UowFactory]:
     """A new database, as `make demo` starts from, named by DATABASE_URL while the test runs."""
     url = databases.create("generate")
     admin.upgrade(url)
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
-    get_settings.cache_clear()
     factory = get_session_factory(url)
-    yield lambda: UnitOfWork(factory)
-    if previous is None:
-        os.environ.pop("DATABASE_URL", None)
-    else:
-        os.environ["DATABASE_URL"] = previous
-    get_settings.cache_clear()
+    with setting("DATABASE_URL", url):
+        yield lambda: UnitOfWork(factory)
     databases.drop(url)
 
 

@@ -32,7 +32,7 @@ from processor.services.payments import apply_payments
 from submit import Client, InvalidRequest
 from submit.cli import cli
 from tests.builders import UowFactory, make_account, pay, unique, withdrawal
-from tests.clis import error_line, invoke, mistype
+from tests.clis import error_line, invoke, invoke_json, mistype
 
 CONSOLE_SCRIPT = str(Path(sys.executable).with_name("submit"))
 UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
@@ -112,10 +112,7 @@ def run(*args: str) -> Result:
 
 
 def run_json(*args: str) -> Any:
-    result = run(*args, "--json")
-    assert result.exit_code == 0, result.stderr
-    assert result.stderr == ""
-    return json.loads(result.stdout)
+    return invoke_json(cli, *args)
 
 
 def run_script(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
