@@ -51,8 +51,9 @@ class Summary:
 
     @property
     def ok(self) -> bool:
-        """Every row valid and, when waited for, every payment with its outcome."""
-        return self.invalid == 0 and not (self.waited and self.pending)
+        """Every row valid, none whose reference another payment has, and, when waited for, every outcome in."""
+        # A conflict is a row that was not applied and never will be under its reference: someone must look.
+        return self.invalid == 0 and self.conflicts == 0 and not (self.waited and self.pending)
 
     def as_json(self) -> dict[str, Any]:
         return {

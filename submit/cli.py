@@ -289,6 +289,13 @@ def file_(
     """
     if resend_after is not None and not wait:
         raise click.UsageError("--resend-after needs --wait")
+    if outcomes_path is not None:
+        # Found out now, not after the whole file has been sent and waited for.
+        try:
+            outcomes_path.open("w").close()
+        except OSError as error:
+            click.echo(f"error: cannot write --outcomes {outcomes_path}: {error.strerror or error}", err=True)
+            sys.exit(2)
     try:
         chosen = FileFormat(file_format) if file_format else FileFormat.of(path)
         with BarProgress() if console.is_terminal and not as_json else nullcontext(PlainProgress()) as progress:
