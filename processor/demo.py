@@ -26,9 +26,9 @@ from processor.db import admin
 from processor.domain.accounts import Account, make_account_number
 from processor.domain.errors import InvalidRequest
 from processor.domain.money import format_amount
-from processor.domain.payments import Outcome, OutcomeStatus
+from processor.domain.payments import Outcome, OutcomeStatus, PaymentType
 from processor.logs import configure_logging
-from processor.messages import QUEUE, from_fields
+from processor.messages import BY_TYPE, QUEUE, from_fields
 from processor.services.accounts import change_status, get_account, open_account
 from processor.services.customers import get_customer, register_customer
 from processor.services.verify import verify_ledger
@@ -179,10 +179,10 @@ def send(client: Client, step: Step) -> str | None:
     """Enqueue a step's payment; None when the producer refused it (nothing was sent)."""
     if step.unchecked:
         # What a plain Celery producer would send: the contract's kwargs, unchecked.
-        kind = {"deposit": "deposit", "withdrawal": "withdraw", "transfer": "transfer"}[str(step.fields["type"])]
-        kwargs = {k: v for k, v in step.fields.items() if v is not None and k != "type"}
-        kwargs["account"] = kwargs.pop("destination", None) or kwargs.pop("source", None)
-        client.app.send_task(f"payments.{kind}", kwargs=kwargs, queue=QUEUE)
+        message = BY_TYPE[PaymentType(str(step.fields["type"]))]
+        kwargs = {k: step.fields[k] for k in ("reference", "amount", "currency") if step.fields.get(k) is not None}
+        kwargs.update({kwarg: step.fields[name] for name, kwarg in message.accounts.items()})
+        client.app.send_task(message.task, kwargs=kwargs, queue=QUEUE)
         return str(step.fields["reference"])
     try:
         return client.send_message(from_fields(step.fields))

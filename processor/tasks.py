@@ -8,7 +8,6 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import sqlalchemy.exc
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import Task
 from celery.signals import task_failure, task_rejected, task_unknown, worker_process_init
@@ -39,7 +38,7 @@ def apply_message(task: Task, args: Sequence[object], kwargs: Mapping[str, objec
     """Apply one message, retrying transient database errors; it is acked only once its fate is in the database."""
     try:
         return _apply(task, args, kwargs)
-    except (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError) as error:
+    except Exception as error:
         if not is_transient(error):
             raise
         retries = task.request.retries
@@ -49,7 +48,7 @@ def apply_message(task: Task, args: Sequence[object], kwargs: Mapping[str, objec
         held = HeldMessage.of(HeldReason.RETRIES_SPENT, task.name, task.request.id, args, kwargs, repr(error))
         try:
             hold_message(worker_unit_of_work(), held)
-        except (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError) as still_down:
+        except Exception as still_down:
             if not is_transient(still_down):
                 raise
             # Retries are spent but the database cannot record that yet: acking now would lose the payment
@@ -114,18 +113,16 @@ def hold_failed_payment(
     **_: object,
 ) -> None:
     """A payment task that failed for good is held for operators; it has no outcome, so a resend can apply it."""
-    if sender is None or sender.name not in MESSAGES:
-        return
-    if isinstance(exception, (WorkerLostError, TimeLimitExceeded)) or (
-        exception is not None and is_transient(exception)
-    ):
+    if sender is None or sender.name not in MESSAGES or (exception is not None and is_transient(exception)):
+        return  # a transient error fails a task only once apply_message has held it
+    if isinstance(exception, (WorkerLostError, TimeLimitExceeded)):
         # A process that died or ran out of time may or may not have committed: a resend settles it once.
         reason = HeldReason.RETRIES_SPENT
     else:
         reason = HeldReason.FAILED
     held = HeldMessage.of(reason, sender.name, task_id, args or (), kwargs or {}, repr(exception))
     try:
-        hold_message(worker_unit_of_work(), held)  # the task may have held it already: once per task id
+        hold_message(worker_unit_of_work(), held)
     except Exception as error:
         # The database refused the record: the log line is the only one, so it carries the whole message.
         log_event(

@@ -101,7 +101,7 @@ class FileRun:
 
     def read(self, path: Path, file_format: FileFormat, send: bool) -> None:
         """Validate every row; with `send`, enqueue each new valid payment once, in bursts, as reading goes on."""
-        burst: list[tuple[str, PaymentMessage]] = []
+        burst: list[PaymentMessage] = []
         self.db.execute("BEGIN")
         for item in read_rows(path, file_format):
             self.summary.rows += 1
@@ -110,7 +110,7 @@ class FileRun:
             else:
                 message = self._check(item)
                 if message is not None and send:
-                    burst.append((message.reference, message))
+                    burst.append(message)
             if send and len(burst) >= CHUNK:
                 self._send_new(burst)
                 burst = []
@@ -122,7 +122,6 @@ class FileRun:
         self.progress.update("read", self.summary.rows, self.summary.rows, self._counts())
 
     def _check(self, row: Row) -> PaymentMessage | None:
-        reference = row.fields.get("reference")
         try:
             message = from_fields(row.fields)
         except InvalidRequest as error:
@@ -144,7 +143,7 @@ class FileRun:
             self.db.execute("INSERT INTO rows VALUES (?, ?, 'duplicate')", (row.line, message.reference))
             self.summary.duplicates += 1
             return None
-        problem = f"{reference} is already used on line {earlier[0]} with another payment; this row is not sent"
+        problem = f"{message.reference} is already used on line {earlier[0]} with another payment; this row is not sent"
         self._invalid(row.line, message.reference, [RowError(row.line, "reference", problem)])
         return None
 
@@ -153,13 +152,14 @@ class FileRun:
         self.db.execute("INSERT INTO rows VALUES (?, ?, 'invalid')", (line, reference))
         self.db.executemany("INSERT INTO errors VALUES (?, ?, ?)", [(e.line, e.field, e.message) for e in errors])
 
-    def _send_new(self, burst: list[tuple[str, PaymentMessage]]) -> None:
+    def _send_new(self, burst: list[PaymentMessage]) -> None:
         """Send the payments of a burst that have no outcome yet; a rerun of a file skips what is recorded."""
         assert self.client is not None
-        outcomes = self.client.outcomes([reference for reference, _ in burst])
+        outcomes = self.client.outcomes([message.reference for message in burst])
         now = time.time()
         with self.client.producer() as producer:
-            for reference, message in burst:
+            for message in burst:
+                reference = message.reference
                 outcome = outcomes[reference]
                 if outcome.status is OutcomeStatus.PENDING:
                     self.client.send_message(message, producer)

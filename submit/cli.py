@@ -32,6 +32,12 @@ from submit.files import FileFormat, UnreadableFile
 from submit.generate import Accounts, demo_accounts, given_accounts, write_sample
 
 
+def broker_failure(error: Exception) -> str:
+    return (
+        f"cannot send to the broker at {maybe_sanitize_url(settings().celery_broker_url)} (CELERY_BROKER_URL): {error}"
+    )
+
+
 def reports_broker_errors(command: Callable[P, R]) -> Callable[P, R]:
     """A broker that cannot be reached is one line on stderr and exit code 1, like every other failure."""
 
@@ -40,8 +46,7 @@ def reports_broker_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except kombu.exceptions.OperationalError as error:
-            url = maybe_sanitize_url(settings().celery_broker_url)
-            fail(f"cannot send to the broker at {url} (CELERY_BROKER_URL): {error}")
+            fail(broker_failure(error))
 
     return wrapper
 
@@ -89,10 +94,9 @@ def send(verb: str, accounts: dict[str, str], wait: bool, timeout: float, as_jso
     try:
         client.send_message(message)
     except kombu.exceptions.OperationalError as error:
-        url = maybe_sanitize_url(settings().celery_broker_url)
         fail(
-            f"cannot send {message.reference} to the broker at {url} (CELERY_BROKER_URL): {error}. "
-            f"To try again, send it with --reference {message.reference}: if it did go, it applies once"
+            f"{broker_failure(error)}. To try again, send it with --reference {message.reference}: "
+            "if it did go, it applies once"
         )
     if not wait:
         emit(
@@ -128,7 +132,6 @@ def cli() -> None:
 @click.option("--account", required=True, help="The account to credit.")
 @send_options
 @reports_errors
-@reports_broker_errors
 def deposit(account: str, wait: bool, timeout: float, as_json: bool, **fields: Any) -> None:
     """Enqueue a deposit into an account."""
     send("deposit", {"account": account}, wait, timeout, as_json, **fields)
@@ -138,7 +141,6 @@ def deposit(account: str, wait: bool, timeout: float, as_json: bool, **fields: A
 @click.option("--account", required=True, help="The account to debit.")
 @send_options
 @reports_errors
-@reports_broker_errors
 def withdraw(account: str, wait: bool, timeout: float, as_json: bool, **fields: Any) -> None:
     """Enqueue a withdrawal from an account."""
     send("withdraw", {"account": account}, wait, timeout, as_json, **fields)
@@ -149,7 +151,6 @@ def withdraw(account: str, wait: bool, timeout: float, as_json: bool, **fields: 
 @click.option("--destination", required=True, help="The account to credit.")
 @send_options
 @reports_errors
-@reports_broker_errors
 def transfer(source: str, destination: str, wait: bool, timeout: float, as_json: bool, **fields: Any) -> None:
     """Enqueue a transfer between two accounts."""
     send("transfer", {"source": source, "destination": destination}, wait, timeout, as_json, **fields)
