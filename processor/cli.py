@@ -13,12 +13,12 @@ from processor.db import admin
 from processor.domain.accounts import Account
 from processor.domain.money import format_amount
 from processor.logs import configure_logging
+from processor.presenters import account_json, customer_json, held_json, statement_json, verify_json
 from processor.services import accounts as account_services
 from processor.services import customers as customer_services
 from processor.services.held import list_held
 from processor.services.verify import verify_ledger
-from processor.terminal import P, R, console, emit, fail, json_option, reports_errors, settings
-from processor.views import account_json, customer_json, held_json, statement_json, verify_json
+from processor.terminal import P, R, console, emit, fail, json_option, reports_errors, settings_or_exit
 
 
 def actor_option(command: Callable[P, R]) -> Callable[P, R]:
@@ -37,7 +37,7 @@ def account_table(account: Account, title: str | None = None) -> Table:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """ABC Bank transaction processor: operator commands."""
-    config = settings()
+    config = settings_or_exit()
     configure_logging(config.log_format, config.log_level, default_level="WARNING")
 
 
@@ -51,7 +51,7 @@ def db() -> None:
 @reports_errors
 def db_create(as_json: bool) -> None:
     """Create the database named in DATABASE_URL if it does not exist."""
-    url = settings().database_url
+    url = settings_or_exit().database_url
     name = sqlalchemy.engine.make_url(url).database
     created = admin.create_database(url)
     emit(
@@ -67,7 +67,7 @@ def db_create(as_json: bool) -> None:
 @reports_errors
 def db_upgrade(revision: str, as_json: bool) -> None:
     """Apply the Alembic migrations (upgrade head)."""
-    current = admin.upgrade(settings().database_url, revision)
+    current = admin.upgrade(settings_or_exit().database_url, revision)
     emit(as_json, {"revision": current}, lambda: console.print(f"database at revision {current}"))
 
 
@@ -84,7 +84,7 @@ def customer() -> None:
 @reports_errors
 def customer_register(name: str, email: str, actor: str | None, as_json: bool) -> None:
     """Register a customer and print their customer number."""
-    registered = customer_services.register_customer(unit_of_work(), name, email, actor or settings().actor)
+    registered = customer_services.register_customer(unit_of_work(), name, email, actor or settings_or_exit().actor)
     emit(
         as_json,
         customer_json(registered),
@@ -140,7 +140,7 @@ def account_open(
     as_json: bool,
 ) -> None:
     """Open an account for a customer and print its number."""
-    config = settings()
+    config = settings_or_exit()
     opened = account_services.open_account(
         unit_of_work(),
         customer_number,
@@ -172,7 +172,7 @@ def account_show(number: str, as_json: bool) -> None:
 @reports_errors
 def account_set_status(number: str, status: str, reason: str, actor: str | None, as_json: bool) -> None:
     """Change an account's status (active, dormant, outgoing_blocked, incoming_blocked, frozen, closed)."""
-    changed = account_services.change_status(unit_of_work(), number, status, reason, actor or settings().actor)
+    changed = account_services.change_status(unit_of_work(), number, status, reason, actor or settings_or_exit().actor)
     emit(as_json, account_json(changed), lambda: console.print(f"account {changed.number} is now {changed.status}"))
 
 

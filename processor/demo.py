@@ -26,7 +26,8 @@ from processor.db import admin
 from processor.domain.accounts import Account, make_account_number
 from processor.domain.errors import InvalidRequest
 from processor.domain.money import format_amount
-from processor.domain.payments import Outcome, OutcomeStatus, PaymentType
+from processor.domain.outcomes import Outcome, OutcomeStatus
+from processor.domain.requests import PaymentType
 from processor.logs import configure_logging
 from processor.messages import BY_TYPE, QUEUE, from_fields
 from processor.services.accounts import change_status, get_account, open_account

@@ -7,6 +7,7 @@ accept it: a producer that validates with these models never sends what a worker
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar
 
@@ -16,7 +17,7 @@ from pydantic_core import PydanticCustomError
 from processor.domain.accounts import parse_account_number
 from processor.domain.errors import FieldError, InvalidRequest, InvalidValue
 from processor.domain.money import format_amount, parse_amount, parse_currency
-from processor.domain.payments import (
+from processor.domain.requests import (
     DESCRIPTION_MAX_LENGTH,
     REFERENCE_PATTERN,
     InvalidPayment,
@@ -132,6 +133,65 @@ MESSAGES: dict[str, type[PaymentMessage]] = {m.task: m for m in (Deposit, Withdr
 BY_TYPE: dict[PaymentType, type[PaymentMessage]] = {m.type: m for m in MESSAGES.values()}
 
 
+BATCH_TASK = "payments.batch"
+BATCH_MAX = 1000
+
+
+def row(message: PaymentMessage) -> dict[str, str]:
+    """A payment as an item of a batch: the keys of a payment file row, as JSON values."""
+    request = message.request()
+    item = {"reference": request.reference, **request.payload()}
+    return {key: value for key, value in item.items() if value is not None}
+
+
+def batch_kwargs(messages: Sequence[PaymentMessage]) -> dict[str, list[dict[str, str]]]:
+    """The kwargs of a payments.batch message carrying these payments."""
+    if not 1 <= len(messages) <= BATCH_MAX:
+        raise ValueError(f"a batch carries 1 to {BATCH_MAX} payments, not {len(messages)}")
+    return {"payments": [row(m) for m in messages]}
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """An item of a batch that cannot be tied to a reference, so no outcome can be recorded for it."""
+
+    index: int
+    item: Mapping[str, object]
+    error: InvalidRequest
+
+
+def read_batch(
+    args: Sequence[object], kwargs: Mapping[str, object]
+) -> tuple[list[PaymentRequest | InvalidPayment], list[Unreadable]]:
+    """What a worker received in a payments.batch message: each item as if it had been sent alone.
+
+    Raises InvalidRequest when the message itself is malformed (positional arguments, no list of 1 to 1,000
+    payments, other kwargs): then not one of its items can be trusted to be what the sender meant.
+    """
+    errors: list[FieldError] = []
+    if args:
+        errors.append(
+            FieldError("args", f"{len(args)} positional argument(s); {BATCH_TASK} takes keyword arguments only")
+        )
+    unexpected = sorted(str(key)[:40] for key in kwargs if key != "payments")
+    if unexpected:
+        errors.append(FieldError("message", f"unexpected field(s) for {BATCH_TASK}: {', '.join(unexpected[:5])}"))
+    payments = kwargs.get("payments")
+    if not isinstance(payments, list) or not 1 <= len(payments) <= BATCH_MAX:
+        errors.append(FieldError("payments", f"must be a list of 1 to {BATCH_MAX} payments"))
+    if errors or not isinstance(payments, list):
+        raise InvalidRequest(errors)
+    requests: list[PaymentRequest | InvalidPayment] = []
+    unreadable: list[Unreadable] = []
+    for index, item in enumerate(payments):
+        fields = item if isinstance(item, dict) else {"item": item}
+        try:
+            requests.append(read_fields(fields))
+        except InvalidRequest as error:
+            unreadable.append(Unreadable(index, fields, error))
+    return requests, unreadable
+
+
 def build(message: type[PaymentMessage], **kwargs: Any) -> PaymentMessage:
     """A validated message; raises InvalidRequest naming every broken field."""
     try:
@@ -148,30 +208,55 @@ def from_fields(fields: Mapping[str, object]) -> PaymentMessage:
     Raises InvalidRequest naming every broken field, the type's unused account field included.
     """
     reference = _readable_reference(fields.get("reference"))
-    try:
-        payment_type = parse_payment_type(fields.get("type"))
-    except InvalidValue as error:
-        raise InvalidRequest([FieldError(error.field, error.message)], reference) from None
-    message = BY_TYPE[payment_type]
     kwargs = {
         k: v for k in ("reference", "amount", "currency", "description") if (v := fields.get(k)) not in (None, "")
     }
     errors: list[FieldError] = []
+    try:
+        payment_type = parse_payment_type(fields.get("type"))
+    except InvalidValue as error:
+        # Without a type there is no message to check the accounts against; the other fields are still reported.
+        errors.append(FieldError(error.field, error.message))
+        try:
+            PaymentMessage.model_validate(kwargs)
+        except ValidationError as common:
+            errors.extend(field_errors(common, PaymentMessage))
+        raise InvalidRequest(errors, reference) from None
+    message = BY_TYPE[payment_type]
+    missing: set[str] = set()
     for name in ("source", "destination"):
         value, kwarg = fields.get(name), message.accounts.get(name)
         if kwarg is None and value not in (None, ""):
             errors.append(FieldError(name, f"must be empty for a {payment_type}"))
-        elif kwarg is not None and value not in (None, ""):
+        elif kwarg is None:
+            continue
+        elif value in (None, ""):
+            errors.append(FieldError(kwarg, f"is required for a {payment_type}"))
+            missing.add(kwarg)
+        else:
             kwargs[kwarg] = value
     try:
         valid = message.model_validate(kwargs)
     except ValidationError as error:
-        errors.extend(field_errors(error, message))
+        errors.extend(e for e in field_errors(error, message) if e.field not in missing)
     if errors:
         # The message names a deposit's or withdrawal's account `account`; the sender wrote source or destination.
         renamed = {kwarg: name for name, kwarg in message.accounts.items()}
         raise InvalidRequest([FieldError(renamed.get(e.field, e.field), e.message) for e in errors], reference)
     return valid
+
+
+def read_fields(fields: Mapping[str, object]) -> PaymentRequest | InvalidPayment:
+    """A request in the domain's shape (a file row, an item of a batch): valid, or one to record as invalid.
+
+    Raises InvalidRequest without a reference when the request cannot be tied to one (no readable reference).
+    """
+    try:
+        return from_fields(fields).request()
+    except InvalidRequest as error:
+        if error.reference is None:
+            raise
+        return InvalidPayment(error.reference, dict(fields), error.errors)
 
 
 def read(task: str, args: Sequence[object], kwargs: Mapping[str, object]) -> PaymentRequest | InvalidPayment:

@@ -5,28 +5,54 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypedDict, TypeVar
 
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import Task
 from celery.signals import task_failure, task_rejected, task_unknown, worker_process_init
 from kombu.message import Message
 
-from processor.bootstrap import worker_unit_of_work
+from processor.bootstrap import worker_engines, worker_unit_of_work
 from processor.celery import GuardedTask, app
 from processor.config import get_settings
-from processor.db.engine import get_engine
-from processor.db.errors import is_transient
+from processor.db.transient import is_transient
 from processor.domain.errors import InvalidRequest
 from processor.domain.held import HeldMessage, HeldReason
+from processor.domain.outcomes import Delivery, Outcome
+from processor.domain.requests import InvalidPayment, PaymentRequest
 from processor.logs import log_event
-from processor.messages import MESSAGES, read
-from processor.services.held import hold_message
+from processor.messages import BATCH_TASK, MESSAGES, read, read_batch
+from processor.presenters import OutcomeJson, outcome_json
+from processor.services.held import hold_message, hold_messages
 from processor.services.payments import apply_payments
-from processor.views import outcome_json
 
 _settings = get_settings()
+R = TypeVar("R")
+PAYMENT_TASKS = (*MESSAGES, BATCH_TASK)
+
+
+class HeldResult(TypedDict):
+    status: str
+    held: int
+    reason: str
+    errors: list[str]
+
+
+TaskResult = OutcomeJson | HeldResult
+
+
+class BatchResult(TypedDict):
+    """Counts, not outcomes: a batch's outcomes are in the ledger, and Flower shows what a task returns."""
+
+    status: str
+    payments: int
+    applied: int
+    rejected: int
+    duplicates: int
+    conflicts: int
+    held: int
 
 
 class PaymentTask(GuardedTask):
@@ -34,10 +60,14 @@ class PaymentTask(GuardedTask):
     default_retry_delay = 1  # the delay of a retry after the worker process died (task_retry_on_worker_lost)
 
 
-def apply_message(task: Task, args: Sequence[object], kwargs: Mapping[str, object]) -> dict[str, Any]:
+def apply_message(task: Task, args: Sequence[object], kwargs: Mapping[str, object]) -> TaskResult:
     """Apply one message, retrying transient database errors; it is acked only once its fate is in the database."""
+    return _with_retries(task, args, kwargs, lambda: _apply(task, args, kwargs))
+
+
+def _with_retries(task: Task, args: Sequence[object], kwargs: Mapping[str, object], work: Callable[[], R]) -> R:
     try:
-        return _apply(task, args, kwargs)
+        return work()
     except Exception as error:
         if not is_transient(error):
             raise
@@ -45,9 +75,9 @@ def apply_message(task: Task, args: Sequence[object], kwargs: Mapping[str, objec
         if retries < task.max_retries:
             countdown = backoff(retries, _settings.retry_backoff_max)
             raise task.retry(exc=error, countdown=countdown) from error
-        held = HeldMessage.of(HeldReason.RETRIES_SPENT, task.name, task.request.id, args, kwargs, repr(error))
+        held = held_records(HeldReason.RETRIES_SPENT, task.name, task.request.id, args, kwargs, repr(error))
         try:
-            hold_message(worker_unit_of_work(), held)
+            hold_messages(worker_unit_of_work(), held)
         except Exception as still_down:
             if not is_transient(still_down):
                 raise
@@ -67,7 +97,36 @@ def backoff(retries: int, cap: float) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def _apply(task: Task, args: Sequence[object], kwargs: Mapping[str, object]) -> dict[str, Any]:
+def held_records(
+    reason: HeldReason,
+    task: str,
+    task_id: str | None,
+    args: Sequence[object],
+    kwargs: Mapping[str, object],
+    error: str,
+) -> list[HeldMessage]:
+    """What to hold of a message: a batch is held payment by payment, so that each keeps its reference and fields."""
+    payments = kwargs.get("payments")
+    if task != BATCH_TASK or args or not isinstance(payments, list) or not payments:
+        return [HeldMessage.of(reason, task, task_id, args, kwargs, error)]
+    return [
+        HeldMessage.of(
+            reason, task, _item_id(task_id, index), (), item if isinstance(item, dict) else {"item": item}, error
+        )
+        for index, item in enumerate(payments)
+    ]
+
+
+def _item_id(task_id: str | None, index: int) -> str | None:
+    # Held messages are unique by task id: each item of a batch is held under its own, the same on redelivery.
+    return None if task_id is None else f"{task_id}#{index}"
+
+
+def _actor(task: Task) -> str:
+    return f"worker {task.request.hostname}"
+
+
+def _apply(task: Task, args: Sequence[object], kwargs: Mapping[str, object]) -> TaskResult:
     try:
         request = read(task.name, args, kwargs)
     except InvalidRequest as error:
@@ -79,28 +138,110 @@ def _apply(task: Task, args: Sequence[object], kwargs: Mapping[str, object]) -> 
             "reason": held.reason.value,
             "errors": [str(e) for e in error.errors],
         }
-    [outcome] = apply_payments(
-        worker_unit_of_work(), [request], _settings.policy(), actor=f"worker {task.request.hostname}"
-    )
+    [outcome] = apply_payments(worker_unit_of_work(), [request], _settings.policy(), actor=_actor(task))
     return outcome_json(outcome)
 
 
+def apply_group(items: Sequence[tuple[str, Mapping[str, object]]], actor: str) -> list[OutcomeJson]:
+    """Apply single-payment messages that the worker gathered, (task name, kwargs) each, in one transaction.
+
+    Raises when any of them cannot join the group (no readable reference) or the transaction fails: the worker then
+    runs each message on its own, with its retries and holds (processor/grouping.py).
+    """
+    requests = [read(name, (), kwargs) for name, kwargs in items]
+    outcomes = apply_payments(worker_unit_of_work(), requests, _settings.policy(), actor=actor)
+    return [outcome_json(o) for o in outcomes]
+
+
+def apply_batch_message(task: Task, args: Sequence[object], kwargs: Mapping[str, object]) -> BatchResult | HeldResult:
+    """Apply a payments.batch message in one transaction, isolating any payment that makes it fail for good."""
+    try:
+        requests, unreadable = read_batch(args, kwargs)
+    except InvalidRequest as error:
+        held = HeldMessage.of(HeldReason.UNREADABLE, task.name, task.request.id, args, kwargs, str(error))
+        return {
+            "status": "held",
+            "held": hold_message(worker_unit_of_work(), held),
+            "reason": held.reason.value,
+            "errors": [str(e) for e in error.errors],
+        }
+    counts: Counter[str] = Counter()
+    if unreadable:
+        hold_messages(
+            worker_unit_of_work(),
+            [
+                HeldMessage.of(
+                    HeldReason.UNREADABLE, task.name, _item_id(task.request.id, u.index), (), u.item, str(u.error)
+                )
+                for u in unreadable
+            ],
+        )
+        counts["held"] += len(unreadable)
+    if requests:
+        _with_retries(task, args, kwargs, lambda: _apply_isolating(task, requests, counts))
+    return {
+        "status": "done",
+        "payments": len(requests) + len(unreadable),
+        "applied": counts["applied"],
+        "rejected": counts["rejected"],
+        "duplicates": counts["duplicates"],
+        "conflicts": counts["conflicts"],
+        "held": counts["held"],
+    }
+
+
+def _apply_isolating(task: Task, requests: Sequence[PaymentRequest | InvalidPayment], counts: Counter[str]) -> None:
+    try:
+        outcomes = apply_payments(worker_unit_of_work(), requests, _settings.policy(), actor=_actor(task))
+    except Exception as error:
+        if is_transient(error):
+            raise
+        if len(requests) == 1:
+            # The one payment that fails the batch: held as a bug to look at, so that the others can apply.
+            [request] = requests
+            fields = {"reference": request.reference, **request.payload()}
+            held = HeldMessage.of(
+                HeldReason.FAILED, task.name, f"{task.request.id}#{request.reference}", (), fields, repr(error)
+            )
+            hold_message(worker_unit_of_work(), held)
+            counts["held"] += 1
+            return
+        middle = len(requests) // 2
+        _apply_isolating(task, requests[:middle], counts)
+        _apply_isolating(task, requests[middle:], counts)
+        return
+    for outcome in outcomes:
+        counts[_count_key(outcome)] += 1
+
+
+def _count_key(outcome: Outcome) -> str:
+    if outcome.delivery is Delivery.FIRST:
+        return outcome.status.value
+    return "duplicates" if outcome.delivery is Delivery.DUPLICATE else "conflicts"
+
+
 @app.task(name="payments.deposit", base=PaymentTask, bind=True)
-def deposit(self: Task, *args: object, **kwargs: object) -> dict[str, Any]:
+def deposit(self: Task, *args: object, **kwargs: object) -> TaskResult:
     """Apply a deposit request: kwargs reference, account, amount, currency, description."""
     return apply_message(self, args, kwargs)
 
 
 @app.task(name="payments.withdraw", base=PaymentTask, bind=True)
-def withdraw(self: Task, *args: object, **kwargs: object) -> dict[str, Any]:
+def withdraw(self: Task, *args: object, **kwargs: object) -> TaskResult:
     """Apply a withdrawal request: kwargs reference, account, amount, currency, description."""
     return apply_message(self, args, kwargs)
 
 
 @app.task(name="payments.transfer", base=PaymentTask, bind=True)
-def transfer(self: Task, *args: object, **kwargs: object) -> dict[str, Any]:
+def transfer(self: Task, *args: object, **kwargs: object) -> TaskResult:
     """Apply a transfer request: kwargs reference, source, destination, amount, currency, description."""
     return apply_message(self, args, kwargs)
+
+
+@app.task(name=BATCH_TASK, base=PaymentTask, bind=True)
+def batch(self: Task, *args: object, **kwargs: object) -> BatchResult | HeldResult:
+    """Apply a batch of payments in one transaction: kwarg payments, a list of 1 to 1,000 payment file rows."""
+    return apply_batch_message(self, args, kwargs)
 
 
 @task_failure.connect
@@ -113,17 +254,18 @@ def hold_failed_payment(
     **_: object,
 ) -> None:
     """A payment task that failed for good is held for operators; it has no outcome, so a resend can apply it."""
-    if sender is None or sender.name not in MESSAGES or (exception is not None and is_transient(exception)):
+    if sender is None or sender.name not in PAYMENT_TASKS or (exception is not None and is_transient(exception)):
         return  # a transient error fails a task only once apply_message has held it
     if isinstance(exception, (WorkerLostError, TimeLimitExceeded)):
         # A process that died or ran out of time may or may not have committed: a resend settles it once.
         reason = HeldReason.RETRIES_SPENT
     else:
         reason = HeldReason.FAILED
-    held = HeldMessage.of(reason, sender.name, task_id, args or (), kwargs or {}, repr(exception))
+    held_all = held_records(reason, sender.name, task_id, args or (), kwargs or {}, repr(exception))
     try:
-        hold_message(worker_unit_of_work(), held)
+        hold_messages(worker_unit_of_work(), held_all)
     except Exception as error:
+        held = held_all[0]
         # The database refused the record: the log line is the only one, so it carries the whole message.
         log_event(
             "payment.held",
@@ -152,7 +294,7 @@ def hold_unknown_task(
 ) -> None:
     """A message for a task this worker does not know (a typo in the task name, say) is held."""
     if message is not None:
-        _hold_raw(message, name, f"no task named {name!r} (expected one of {', '.join(MESSAGES)})")
+        _hold_raw(message, name, f"no task named {name!r} (expected one of {', '.join(PAYMENT_TASKS)})")
 
 
 def _hold_raw(message: Message, name: str | None, error: str) -> None:
@@ -187,4 +329,5 @@ def _text(value: object) -> str | None:
 def forget_inherited_connections(**_: object) -> None:
     """A pool process must not share the main process's database connections: it opens its own."""
     # The main process writes held messages too, so a process forked from it inherits its pool's sockets.
-    get_engine(get_settings().database_url).dispose(close=False)
+    for engine in worker_engines():
+        engine.dispose(close=False)

@@ -29,7 +29,8 @@ def fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
-def settings() -> Settings:
+def settings_or_exit() -> Settings:
+    """The settings; a configuration error is one line on stderr and exit code 1, not a traceback."""
     try:
         return get_settings()
     except pydantic.ValidationError as error:
@@ -50,7 +51,7 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
         except ProcessorError as error:
             fail(str(error))
         except sqlalchemy.exc.OperationalError as error:
-            url = sqlalchemy.engine.make_url(settings().database_url).render_as_string(hide_password=True)
+            url = sqlalchemy.engine.make_url(settings_or_exit().database_url).render_as_string(hide_password=True)
             reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
             fail(f"cannot use the database at {url} (DATABASE_URL): {reason}")
         except alembic.util.exc.CommandError as error:

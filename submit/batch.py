@@ -9,25 +9,26 @@ is finished by running the same file again, and rows still without an outcome ar
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from processor.domain.errors import InvalidRequest
-from processor.domain.payments import Outcome, OutcomeStatus, fingerprint
-from processor.messages import MESSAGES, PaymentMessage, from_fields
+from processor.domain.outcomes import Outcome, OutcomeStatus
+from processor.domain.requests import fingerprint
+from processor.messages import BATCH_MAX, MESSAGES, PaymentMessage, from_fields
 from submit.client import Client
 from submit.files import FileFormat, Row, RowError, read_rows
+from submit.progress import Progress
 
-CHUNK = 500  # rows per outcome query and per burst of sends
-
-
-class Progress(Protocol):
-    def update(self, stage: str, done: int, total: int | None, counts: dict[str, int]) -> None: ...
+CHUNK = 500  # rows per outcome query while waiting, and per resend
+BATCHES_PER_BURST = 4  # batches sent together after one outcome query, grouped so they share few accounts
 
 
 @dataclass
@@ -86,11 +87,13 @@ CREATE TABLE errors (line INTEGER NOT NULL, field TEXT NOT NULL, message TEXT NO
 class FileRun:
     """One submission of one file."""
 
-    def __init__(self, client: Client | None, progress: Progress) -> None:
+    def __init__(self, client: Client | None, progress: Progress, batch_size: int = BATCH_MAX) -> None:
         self.client = client
         self.progress = progress
+        self.batch_size = batch_size
+        self.burst_size = max(CHUNK, batch_size * BATCHES_PER_BURST)
         self.summary = Summary()
-        self.last_progress = time.time()  # when an outcome last arrived, or a payment was last sent
+        self.last_activity = time.time()  # when an outcome last arrived, or a payment was last sent
         self._directory = tempfile.TemporaryDirectory(prefix="submit-file-")
         self.db = sqlite3.connect(Path(self._directory.name) / "run.sqlite3", isolation_level=None)
         self.db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + _SCHEMA)
@@ -111,7 +114,7 @@ class FileRun:
                 message = self._check(item)
                 if message is not None and send:
                     burst.append(message)
-            if send and len(burst) >= CHUNK:
+            if send and len(burst) >= self.burst_size:
                 self._send_new(burst)
                 burst = []
             if self.summary.rows % CHUNK == 0:
@@ -156,19 +159,34 @@ class FileRun:
         """Send the payments of a burst that have no outcome yet; a rerun of a file skips what is recorded."""
         assert self.client is not None
         outcomes = self.client.outcomes([message.reference for message in burst])
+        pending: list[PaymentMessage] = []
+        for message in burst:
+            outcome = outcomes[message.reference]
+            if outcome.status is OutcomeStatus.PENDING:
+                pending.append(message)
+            else:
+                self._record(message.reference, outcome)
+                self.summary.already_recorded += 1
+        self._send(pending)
+        self.summary.enqueued += len(pending)
+
+    def _send(self, messages: Sequence[PaymentMessage]) -> None:
+        """Enqueue messages, as payments.batch messages of up to `batch_size` each (1: each on its own)."""
+        assert self.client is not None
+        if not messages:
+            return
         now = time.time()
         with self.client.producer() as producer:
-            for message in burst:
-                reference = message.reference
-                outcome = outcomes[reference]
-                if outcome.status is OutcomeStatus.PENDING:
+            if self.batch_size == 1:
+                for message in messages:
                     self.client.send_message(message, producer)
-                    self.db.execute("UPDATE payments SET sent_at = ? WHERE reference = ?", (now, reference))
-                    self.summary.enqueued += 1
-                    self.last_progress = now
-                else:
-                    self._record(reference, outcome)
-                    self.summary.already_recorded += 1
+            else:
+                for batch in group_by_account(messages, self.batch_size):
+                    self.client.send_batch(batch, producer)
+        self.db.executemany(
+            "UPDATE payments SET sent_at = ? WHERE reference = ?", [(now, m.reference) for m in messages]
+        )
+        self.last_activity = now
 
     def wait(self, timeout: float, resend_after: float | None, interval: float = 1.0) -> None:
         """Poll outcomes until every sent payment has one or `timeout` passes, re-sending the slow ones."""
@@ -194,21 +212,18 @@ class FileRun:
                     self._record(reference, outcome)
                     found += 1
         if found:
-            self.last_progress = time.time()
+            self.last_activity = time.time()
 
     def _resend(self, resend_after: float) -> None:
         """Send again, with the same reference (so at most one applies), what has waited `resend_after` seconds."""
         assert self.client is not None
         now = time.time()
-        if now - self.last_progress < resend_after:
+        if now - self.last_activity < resend_after:
             # Outcomes are still arriving: the rest are queued behind them, not lost. Re-sending them now would
             # only lengthen the queue with duplicates.
             return
         for chunk in self._waiting(now - resend_after):
-            with self.client.producer() as producer:
-                for reference, task, kwargs in chunk:
-                    self.client.send_message(MESSAGES[task].model_validate(json.loads(kwargs)), producer)
-                    self.db.execute("UPDATE payments SET sent_at = ? WHERE reference = ?", (now, reference))
+            self._send([MESSAGES[task].model_validate(json.loads(kwargs)) for _, task, kwargs in chunk])
             self.summary.resent += len(chunk)
 
     def _waiting(self, sent_before: float) -> Iterator[list[tuple[str, str, str]]]:
@@ -283,6 +298,21 @@ class FileRun:
             }
 
 
+def group_by_account(messages: Sequence[PaymentMessage], size: int) -> list[list[PaymentMessage]]:
+    """Batches of at most `size`, each payment put by its paying account, so that batches share few accounts.
+
+    Batches sent together are applied side by side by different worker processes; one that locks no account of
+    another's need not wait for it. File order is kept within each batch.
+    """
+    count = math.ceil(len(messages) / size)
+    groups: list[list[PaymentMessage]] = [[] for _ in range(count)]
+    for message in messages:
+        request = message.request()
+        payer = request.source or request.destination or ""
+        groups[zlib.crc32(payer.encode()) % count].append(message)
+    return [group[start : start + size] for group in groups for start in range(0, len(group), size)]
+
+
 def submit_file(
     path: Path,
     file_format: FileFormat,
@@ -292,9 +322,10 @@ def submit_file(
     timeout: float = 600.0,
     resend_after: float | None = None,
     on_finish: Callable[[FileRun], None] | None = None,
+    batch_size: int = BATCH_MAX,
 ) -> Summary:
     """Validate, send (unless `client` is None: a dry run) and, with `wait`, wait for the outcomes of a file."""
-    run = FileRun(client, progress)
+    run = FileRun(client, progress, batch_size)
     try:
         run.read(path, file_format, send=client is not None)
         if wait and client is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -20,8 +20,9 @@ from kombu.messaging import Producer
 
 from processor.bootstrap import unit_of_work
 from processor.config import get_settings
-from processor.domain.payments import Outcome, OutcomeStatus, parse_reference
-from processor.messages import QUEUE, Deposit, PaymentMessage, Transfer, Withdrawal, build
+from processor.domain.outcomes import Outcome, OutcomeStatus
+from processor.domain.requests import parse_reference
+from processor.messages import BATCH_TASK, QUEUE, Deposit, PaymentMessage, Transfer, Withdrawal, batch_kwargs, build
 from processor.services.payments import get_outcome, get_outcomes
 
 Amount = str | int | Decimal
@@ -106,6 +107,14 @@ class Client:
         """Enqueue a message already validated; returns its reference."""
         self.app.send_task(message.task, kwargs=message.kwargs(), queue=QUEUE, producer=producer)
         return message.reference
+
+    def send_batch(self, messages: Sequence[PaymentMessage], producer: Producer | None = None) -> list[str]:
+        """Enqueue up to 1,000 validated messages as one payments.batch message; returns their references.
+
+        The worker applies them in one transaction, each with its own outcome, exactly as if sent alone.
+        """
+        self.app.send_task(BATCH_TASK, kwargs=batch_kwargs(messages), queue=QUEUE, producer=producer)
+        return [message.reference for message in messages]
 
     @contextmanager
     def producer(self) -> Iterator[Producer]:

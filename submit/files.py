@@ -16,6 +16,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
+from processor.domain.errors import ProcessorError
+
 COLUMNS = ("reference", "type", "source", "destination", "amount", "currency", "description")
 REQUIRED_COLUMNS = COLUMNS[:-1]  # a file may leave out the description column
 
@@ -35,8 +37,8 @@ class FileFormat(StrEnum):
         raise UnreadableFile(f"{path}: cannot tell the format from the extension {path.suffix!r}; use --format")
 
 
-class UnreadableFile(Exception):
-    """The file as a whole cannot be read (missing, a directory, no usable header)."""
+class UnreadableFile(ProcessorError):
+    """The file as a whole cannot be read (missing, a directory, no usable header); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,10 @@ class RowError:
     message: str
 
 
-Read = Row | RowError
+RowOrError = Row | RowError
 
 
-def read_rows(path: Path, file_format: FileFormat) -> Iterator[Read]:
+def read_rows(path: Path, file_format: FileFormat) -> Iterator[RowOrError]:
     """Each row of a payment file in order, or the reason it cannot be read; raises UnreadableFile."""
     try:
         stream = path.open("rb")
@@ -65,11 +67,11 @@ def read_rows(path: Path, file_format: FileFormat) -> Iterator[Read]:
         yield from (_read_csv(stream) if file_format is FileFormat.CSV else _read_jsonl(stream))
 
 
-def _read_csv(stream: BinaryIO) -> Iterator[Read]:
+def _read_csv(stream: BinaryIO) -> Iterator[RowOrError]:
     # surrogateescape keeps a bad byte as a marker in its cell instead of stopping the whole file at it.
     lines = (raw.decode("utf-8", "surrogateescape") for raw in _without_bom(stream))
     reader = csv.reader(lines, strict=True)
-    header = _header(reader)
+    header = _read_header(reader)
     while True:
         # A row reads from the line after the previous one (a quoted field may carry it over several lines).
         line = reader.line_num + 1
@@ -98,7 +100,7 @@ def _without_bom(stream: BinaryIO) -> Iterator[bytes]:
         yield raw.removeprefix(b"\xef\xbb\xbf") if number == 0 else raw
 
 
-def _header(reader: Iterator[list[str]]) -> list[str]:
+def _read_header(reader: Iterator[list[str]]) -> list[str]:
     while True:
         try:
             cells = next(reader)
@@ -124,7 +126,7 @@ def _header(reader: Iterator[list[str]]) -> list[str]:
 _BAD_BYTE = re.compile("[\udc80-\udcff]")
 
 
-def _read_jsonl(stream: BinaryIO) -> Iterator[Read]:
+def _read_jsonl(stream: BinaryIO) -> Iterator[RowOrError]:
     for line, raw in enumerate(_without_bom(stream), start=1):
         if not raw.strip():
             continue

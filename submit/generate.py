@@ -56,24 +56,24 @@ class BadRow:
 
 
 @dataclass(frozen=True)
-class Accounts:
-    """Where payments may go: credits to any of `destinations`, debits from any of `sources`."""
+class Payees:
+    """The accounts a sample pays between: credits to any of `destinations`, debits from any of `sources`."""
 
     destinations: tuple[str, ...]
     sources: tuple[str, ...]
 
 
-class NoAccounts(ProcessorError):
-    pass
+class NoDemoPayees(ProcessorError):
+    """The demo's customers have no account a sample could pay between: the demo has not been set up."""
 
 
-def given_accounts(numbers: Iterable[str]) -> Accounts:
+def given_payees(numbers: Iterable[str]) -> Payees:
     """Accounts named by the user, each both a source and a destination; raises InvalidValue for a bad number."""
     valid = tuple(dict.fromkeys(parse_account_number(number) for number in numbers))
-    return Accounts(destinations=valid, sources=valid)
+    return Payees(destinations=valid, sources=valid)
 
 
-def demo_accounts(make_uow: Callable[[], UnitOfWork] = unit_of_work) -> Accounts:
+def demo_payees(make_uow: Callable[[], UnitOfWork] = unit_of_work) -> Payees:
     """The active GBP accounts of the demo's customers, read through the customers service."""
     found = []
     for customer in DEMO_CUSTOMERS:
@@ -85,13 +85,13 @@ def demo_accounts(make_uow: Callable[[], UnitOfWork] = unit_of_work) -> Accounts
     if not found:
         url = sqlalchemy.engine.make_url(get_settings().database_url).render_as_string(hide_password=True)
         customers = " and ".join(str(number) for number in DEMO_CUSTOMERS)
-        raise NoAccounts(
+        raise NoDemoPayees(
             f"the demo customers {customers} have no active {CURRENCY} account in the database at {url}"
             " (DATABASE_URL): run 'make demo' first, or name accounts with --account"
         )
     # A savings account makes only a few outgoing payments a month: as a source, most of its rows would be rejected.
     sources = tuple(a.number for a in found if a.type is not AccountType.SAVINGS)
-    return Accounts(destinations=tuple(a.number for a in found), sources=sources)
+    return Payees(destinations=tuple(a.number for a in found), sources=sources)
 
 
 def bad_positions(rows: int, bad_rows: int) -> dict[int, Flaw]:
@@ -100,15 +100,13 @@ def bad_positions(rows: int, bad_rows: int) -> dict[int, Flaw]:
     return {(2 * i + 1) * rows // (2 * bad_rows) + 1: flaws[i % len(flaws)] for i in range(bad_rows)}
 
 
-def sample_rows(
-    accounts: Accounts, rows: int, seed: int, bad_rows: int
-) -> Iterator[tuple[dict[str, str], BadRow | None]]:
+def sample_rows(payees: Payees, rows: int, seed: int, bad_rows: int) -> Iterator[tuple[dict[str, str], BadRow | None]]:
     """Each row in order, with what is wrong with it when it is one of the bad ones; lines as in a JSON Lines file."""
     bad = bad_positions(rows, bad_rows)
     for n in range(1, rows + 1):
         # Seeded per row, so that row n is the same payment for a given seed however many rows the file has.
         rng = random.Random(f"{seed}:{n}")
-        fields = _payment(rng, accounts, f"batch-{seed}-{n}")
+        fields = _payment(rng, payees, f"batch-{seed}-{n}")
         flaw = bad.get(n)
         if flaw is None:
             yield fields, None
@@ -118,10 +116,10 @@ def sample_rows(
 
 
 def write_sample(
-    out: TextIO, file_format: FileFormat, accounts: Accounts, rows: int, seed: int, bad_rows: int
+    out: TextIO, file_format: FileFormat, payees: Payees, rows: int, seed: int, bad_rows: int
 ) -> list[BadRow]:
     """Write a sample file row by row; returns its bad rows, with their line numbers in that file."""
-    generated = sample_rows(accounts, rows, seed, bad_rows)
+    generated = sample_rows(payees, rows, seed, bad_rows)
     if file_format is FileFormat.JSONL:
         return _write_jsonl(out, generated)
     return _write_csv(out, generated)
@@ -147,15 +145,15 @@ def _write_jsonl(out: TextIO, generated: Iterator[tuple[dict[str, str], BadRow |
     return bad
 
 
-def _payment(rng: random.Random, accounts: Accounts, reference: str) -> dict[str, str]:
+def _payment(rng: random.Random, payees: Payees, reference: str) -> dict[str, str]:
     kind = rng.choices(_TYPES, _TYPE_WEIGHTS)[0]
-    source = rng.choice(accounts.sources) if accounts.sources else None
-    others = [number for number in accounts.destinations if number != source]
+    source = rng.choice(payees.sources) if payees.sources else None
+    others = [number for number in payees.destinations if number != source]
     if (kind == "transfer" and not others) or (kind == "withdrawal" and source is None):
         kind = "deposit"
     fields = {"reference": reference, "type": kind}
     if kind == "deposit":
-        fields["destination"] = rng.choice(accounts.destinations)
+        fields["destination"] = rng.choice(payees.destinations)
         fields["amount"] = _amount(rng, 10, 2500)
     elif kind == "withdrawal":
         assert source is not None

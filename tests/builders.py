@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from decimal import Decimal
 
 from processor.db.uow import UnitOfWork
 from processor.domain.accounts import Account, Customer
-from processor.domain.payments import Outcome, PaymentRequest, PaymentType, Policy
+from processor.domain.book import Policy
+from processor.domain.outcomes import Outcome
+from processor.domain.requests import InvalidPayment, PaymentRequest
 from processor.services.accounts import change_status, get_account, open_account
 from processor.services.customers import register_customer
 from processor.services.payments import apply_payments
+from tests.requests import deposit, unique
 
 UowFactory = Callable[[], UnitOfWork]
-_counter = itertools.count(1)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{next(_counter)}"
 
 
 def make_customer(make_uow: UowFactory, name: str = "Ada Lovelace") -> Customer:
@@ -45,30 +42,9 @@ def make_account(
     return get_account(make_uow(), account.number)
 
 
-def deposit(destination: str, amount: str, currency: str = "GBP", reference: str | None = None) -> PaymentRequest:
-    return PaymentRequest(
-        reference or unique("dep"), PaymentType.DEPOSIT, Decimal(amount), currency, destination=destination
-    )
-
-
-def withdrawal(source: str, amount: str, currency: str = "GBP", reference: str | None = None) -> PaymentRequest:
-    return PaymentRequest(reference or unique("wd"), PaymentType.WITHDRAWAL, Decimal(amount), currency, source=source)
-
-
-def transfer(
-    source: str, destination: str, amount: str, currency: str = "GBP", reference: str | None = None
-) -> PaymentRequest:
-    return PaymentRequest(
-        reference or unique("tr"),
-        PaymentType.TRANSFER,
-        Decimal(amount),
-        currency,
-        source=source,
-        destination=destination,
-    )
-
-
-def pay(make_uow: UowFactory, *requests: PaymentRequest, policy: Policy | None = None) -> list[Outcome]:
+def pay(
+    make_uow: UowFactory, *requests: PaymentRequest | InvalidPayment, policy: Policy | None = None
+) -> list[Outcome]:
     return apply_payments(make_uow(), list(requests), policy or Policy())
 
 

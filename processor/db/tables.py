@@ -15,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     Sequence,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -24,9 +25,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from processor.domain.accounts import AccountStatus, AccountType
+from processor.domain.accounts import SETTLEMENT_SLOTS, AccountStatus, AccountType
 from processor.domain.held import HeldReason
-from processor.domain.payments import OutcomeStatus, PaymentType, Reason
+from processor.domain.outcomes import OutcomeStatus, Reason
+from processor.domain.requests import PaymentType
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -81,6 +83,7 @@ class AccountRow(Base):
     balance: Mapped[Decimal] = mapped_column(Money, server_default="0")
     overdraft_limit: Mapped[Decimal] = mapped_column(Money, server_default="0")
     reward_points: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    settlement_slot: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     __table_args__ = (
@@ -94,10 +97,16 @@ class AccountRow(Base):
         CheckConstraint("type = 'settlement' OR balance >= -overdraft_limit", name="balance_above_floor"),
         CheckConstraint("status <> 'closed' OR balance = 0", name="closed_is_empty"),
         CheckConstraint("reward_points >= 0", name="reward_points_not_negative"),
-        # One settlement account per currency, created with the first customer account in that currency.
+        CheckConstraint(
+            f"settlement_slot >= 0 AND settlement_slot < {SETTLEMENT_SLOTS}"
+            " AND (type = 'settlement' OR settlement_slot = 0)",
+            name="settlement_slot_range",
+        ),
+        # SETTLEMENT_SLOTS settlement accounts per currency, created with the first customer account in it.
         Index(
-            "uq_accounts_settlement_currency",
+            "uq_accounts_settlement_currency_slot",
             "currency",
+            "settlement_slot",
             unique=True,
             postgresql_where=text("type = 'settlement'"),
         ),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from processor.db.repositories import (
@@ -26,22 +25,11 @@ class UnitOfWork:
     audit: AuditRepository
     held: HeldMessageRepository
 
-    def __init__(
-        self,
-        session_factory: sessionmaker[Session],
-        lock_timeout: float | None = None,
-        statement_timeout: float | None = None,
-    ) -> None:
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self.session_factory = session_factory
-        self.timeouts = {"lock_timeout": lock_timeout, "statement_timeout": statement_timeout}
 
     def __enter__(self) -> Self:
         self.session = self.session_factory()
-        timeouts = {name: f"{int(seconds * 1000)}ms" for name, seconds in self.timeouts.items() if seconds is not None}
-        if timeouts:
-            # Local to this transaction: a pooled connection goes back with the server's defaults.
-            calls = ", ".join(f"set_config('{name}', :{name}, true)" for name in timeouts)
-            self.session.execute(text(f"SELECT {calls}"), timeouts)
         self.customers = CustomerRepository(self.session)
         self.accounts = AccountRepository(self.session)
         self.transactions = TransactionRepository(self.session)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -24,6 +25,16 @@ class AccountType(StrEnum):
 
 CUSTOMER_ACCOUNT_TYPES = (AccountType.STANDARD, AccountType.SAVINGS, AccountType.REWARD)
 
+# The bank's settlement side of a currency is spread over this many accounts, so that concurrent deposits and
+# withdrawals to different customer accounts do not all queue for one locked row.
+SETTLEMENT_SLOTS = 8
+
+
+def settlement_slot(number: str) -> int:
+    """Which of its currency's settlement accounts pays into or out of a customer account: fixed per account."""
+    # A customer account's own payments already queue for its row, so tying it to one slot adds no waiting.
+    return zlib.crc32(number.encode()) % SETTLEMENT_SLOTS
+
 
 class AccountStatus(StrEnum):
     ACTIVE = "active"
@@ -42,17 +53,24 @@ class AccountStatus(StrEnum):
         return self in (AccountStatus.ACTIVE, AccountStatus.INCOMING_BLOCKED)
 
 
-_S = AccountStatus
 # Restrictions are lifted back to active, never swapped for one another directly, so each change is one
 # decision an operator can explain in the audit log. Frozen can become anything because an investigation
 # may end in any of them. Closed is final.
 ALLOWED_STATUS_CHANGES: dict[AccountStatus, frozenset[AccountStatus]] = {
-    _S.ACTIVE: frozenset({_S.DORMANT, _S.OUTGOING_BLOCKED, _S.INCOMING_BLOCKED, _S.FROZEN, _S.CLOSED}),
-    _S.DORMANT: frozenset({_S.ACTIVE, _S.FROZEN, _S.CLOSED}),
-    _S.OUTGOING_BLOCKED: frozenset({_S.ACTIVE, _S.FROZEN, _S.CLOSED}),
-    _S.INCOMING_BLOCKED: frozenset({_S.ACTIVE, _S.FROZEN, _S.CLOSED}),
-    _S.FROZEN: frozenset({_S.ACTIVE, _S.DORMANT, _S.OUTGOING_BLOCKED, _S.INCOMING_BLOCKED, _S.CLOSED}),
-    _S.CLOSED: frozenset(),
+    AccountStatus.ACTIVE: frozenset(
+        {
+            AccountStatus.DORMANT,
+            AccountStatus.OUTGOING_BLOCKED,
+            AccountStatus.INCOMING_BLOCKED,
+            AccountStatus.FROZEN,
+            AccountStatus.CLOSED,
+        }
+    ),
+    AccountStatus.DORMANT: frozenset({AccountStatus.ACTIVE, AccountStatus.FROZEN, AccountStatus.CLOSED}),
+    AccountStatus.OUTGOING_BLOCKED: frozenset({AccountStatus.ACTIVE, AccountStatus.FROZEN, AccountStatus.CLOSED}),
+    AccountStatus.INCOMING_BLOCKED: frozenset({AccountStatus.ACTIVE, AccountStatus.FROZEN, AccountStatus.CLOSED}),
+    AccountStatus.FROZEN: frozenset(set(AccountStatus) - {AccountStatus.FROZEN}),
+    AccountStatus.CLOSED: frozenset(),
 }
 
 
@@ -125,6 +143,7 @@ class Account:
     balance: Decimal
     overdraft_limit: Decimal = ZERO
     reward_points: int = 0
+    settlement_slot: int = 0  # which of its currency's settlement accounts this is; 0 for a customer account
 
     @property
     def floor(self) -> Decimal | None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from processor.domain.payments import clip
+from processor.domain.requests import clip
 
 MAX_FIELDS = 20
 

@@ -103,4 +103,4 @@ def account_statement(uow: UnitOfWork, number: str) -> tuple[Account, list[State
         account = uow.accounts.get_by_number(number)
         if account is None:
             raise AccountNotFound(number)
-        return account, uow.accounts.statement(account.id)
+        return account, uow.ledger.statement(account.id)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from processor.db.uow import UnitOfWork
 from processor.domain.held import HeldMessage
@@ -23,6 +24,25 @@ def hold_message(uow: UnitOfWork, held: HeldMessage) -> int:
         error=held.error,
     )
     return held_id
+
+
+def hold_messages(uow: UnitOfWork, held: Sequence[HeldMessage]) -> list[int]:
+    """Record several messages for operators in one transaction (the items of a batch); returns their ids."""
+    with uow:
+        ids = [uow.held.add(h) for h in held]
+        uow.commit()
+    for held_id, h in zip(ids, held, strict=True):
+        log_event(
+            "payment.held",
+            logging.ERROR,
+            id=held_id,
+            reason=h.reason,
+            task=h.task,
+            task_id=h.task_id,
+            reference=h.reference,
+            error=h.error,
+        )
+    return ids
 
 
 def list_held(uow: UnitOfWork, limit: int = 50) -> list[HeldMessage]:

@@ -5,45 +5,52 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 from processor.db.repositories import NewTransaction
+from processor.db.transient import LostRace
 from processor.db.uow import UnitOfWork
 from processor.domain.accounts import AccountType
-from processor.domain.payments import (
-    Book,
-    Conflict,
-    Delivery,
-    InvalidPayment,
-    Outcome,
-    OutcomeStatus,
-    PaymentRequest,
-    PaymentType,
-    Policy,
-    Reason,
-    Recorded,
-    differing_fields,
-    month_start,
-)
+from processor.domain.book import Book, Policy, month_start
+from processor.domain.outcomes import Conflict, Delivery, Outcome, OutcomeStatus, Reason, Recorded, differing_fields
+from processor.domain.requests import InvalidPayment, PaymentRequest
 from processor.logs import log_event
 
 Request = PaymentRequest | InvalidPayment
+
+
+# How often a batch is decided again at once when another transaction recorded one of its references meanwhile;
+# past that the error goes to the task's own retries.
+RACE_ATTEMPTS = 3
 
 
 def apply_payments(
     uow: UnitOfWork, requests: Sequence[Request], policy: Policy, actor: str = "processor"
 ) -> list[Outcome]:
     """Apply a batch of payment requests in one transaction: one outcome per request, one effect per reference."""
+    attempt = 1
+    while True:
+        try:
+            outcomes = _apply_once(uow, requests, policy)
+            break
+        except LostRace:
+            if attempt == RACE_ATTEMPTS:
+                raise
+            attempt += 1
+    for outcome in outcomes:
+        _log(outcome, actor)
+    return outcomes
+
+
+def _apply_once(uow: UnitOfWork, requests: Sequence[Request], policy: Policy) -> list[Outcome]:
     with uow:
-        # Lock order, the same for every batch: references (advisory locks, by hash) first, then accounts (by
-        # id). The inserts below wait on nothing else: their foreign keys point at accounts this transaction
-        # holds already, and a reference's unique index entry is only contended behind its advisory lock.
-        # So two batches can wait for each other, but never in a cycle.
-        references = {r.reference for r in requests}
-        uow.transactions.lock_references(references)
-        recorded = uow.transactions.get_by_references(references)
-        fresh = [r for r in requests if isinstance(r, PaymentRequest) and r.reference not in recorded]
+        # Accounts first (one statement, in id order), then what is recorded for the references. Two deliveries of
+        # one payment lock the same accounts, so the second reads the first's outcome once it may go on. A
+        # reference recorded meanwhile under another payload, or with no account to lock, is caught by the
+        # unique index when the outcomes are inserted: this attempt is then rolled back and decided again.
+        valid = [r for r in requests if isinstance(r, PaymentRequest)]
         locked = uow.accounts.get_for_update(
-            {number for r in fresh for number in r.accounts},
-            {r.currency for r in fresh if r.type is not PaymentType.TRANSFER},
+            {number for r in valid for number in r.accounts},
+            {r.settlement for r in valid if r.settlement is not None},
         )
+        recorded = uow.transactions.get_by_references({r.reference for r in requests})
         savings = [a.id for a in locked if a.type is AccountType.SAVINGS]
         counts = uow.transactions.count_outgoing_since(savings, month_start(uow.transactions.now())) if savings else {}
         book = Book.of(locked, counts, policy)
@@ -71,14 +78,13 @@ def apply_payments(
                 outcomes.append(previous.outcome(Delivery.CONFLICT))
 
         ids = uow.transactions.add_all(new)
+        if len(ids) != len(new):
+            raise LostRace(f"{len(new) - len(ids)} reference(s) were recorded by another transaction meanwhile")
         ids.update({r.reference: r.id for r in recorded.values() if r.id is not None})
-        uow.transactions.add_entries(new, ids)
+        uow.ledger.add_entries(new, ids)
         uow.transactions.add_conflicts([(ids[reference], conflict) for reference, conflict in conflicts])
-        uow.accounts.save_balances(book.changed.values())
+        uow.accounts.save_balances(list(book.changed.values()))
         uow.commit()
-
-    for outcome in outcomes:
-        _log(outcome, actor)
     return outcomes
 
 

@@ -15,7 +15,7 @@ import pytest
 import redis
 from celery import Celery
 
-from processor.domain.payments import Outcome, OutcomeStatus
+from processor.domain.outcomes import Outcome, OutcomeStatus
 from processor.messages import QUEUE
 from processor.services.payments import get_outcomes
 from tests.builders import UowFactory

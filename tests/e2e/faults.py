@@ -15,7 +15,7 @@ import sqlalchemy
 from celery import Celery
 from sqlalchemy.engine import make_url
 
-from processor.domain.payments import OutcomeStatus
+from processor.domain.outcomes import OutcomeStatus
 from processor.messages import QUEUE
 from processor.services.payments import get_outcomes
 from tests.builders import UowFactory

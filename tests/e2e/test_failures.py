@@ -12,7 +12,7 @@ from celery import Celery
 
 from processor.domain.accounts import Account
 from processor.domain.held import HeldReason
-from processor.domain.payments import OutcomeStatus
+from processor.domain.outcomes import OutcomeStatus
 from processor.services.accounts import get_account
 from processor.services.held import list_held
 from processor.services.payments import get_outcome, get_outcomes

@@ -21,10 +21,11 @@ from typing import Any, TypeVar
 import pytest
 from celery import Celery
 
-from processor.domain.payments import OutcomeStatus
+from processor.domain.outcomes import OutcomeStatus
 from processor.messages import QUEUE
-from tests.builders import UowFactory, make_account, unique
+from tests.builders import UowFactory, make_account
 from tests.e2e.conftest import CELERY, StartWorker, wait_for_outcomes
+from tests.requests import unique
 
 T = TypeVar("T")
 WAIT = 20.0

@@ -22,13 +22,14 @@ from celery import Celery
 from processor.db.engine import get_engine
 from processor.domain.accounts import Account
 from processor.domain.held import HeldMessage, HeldReason
-from processor.domain.payments import Outcome, OutcomeStatus, Reason
+from processor.domain.outcomes import Outcome, OutcomeStatus, Reason
 from processor.messages import QUEUE
 from processor.services.held import list_held
 from processor.services.payments import get_outcome
 from processor.services.verify import verify_ledger
-from tests.builders import UowFactory, balance, make_account, unique
+from tests.builders import UowFactory, balance, make_account
 from tests.e2e.conftest import StartWorker, Worker
+from tests.requests import unique
 
 T = TypeVar("T")
 WAIT = 15.0

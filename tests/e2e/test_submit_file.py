@@ -12,6 +12,7 @@ import random
 import signal
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 import redis
 
 from processor.domain.accounts import Account
-from processor.domain.payments import OutcomeStatus
+from processor.domain.outcomes import OutcomeStatus
 from processor.messages import QUEUE
 from processor.services.payments import get_outcome, get_outcomes
 from processor.services.verify import verify_ledger
@@ -93,10 +94,6 @@ def prefix() -> str:
     return f"sf{uuid.uuid4().hex[:8]}-"
 
 
-def open_accounts(make_uow: UowFactory, count: int, balance: str) -> list[Account]:
-    return [make_account(make_uow, balance=balance) for _ in range(count)]
-
-
 def random_payments(accounts: list[Account], count: int, prefix: str, seed: int = 3) -> list[Payment]:
     """Deposits, withdrawals and transfers of at most 50.00 each, so accounts funded with enough never refuse one."""
     rng = random.Random(seed)
@@ -114,40 +111,60 @@ def random_payments(accounts: list[Account], count: int, prefix: str, seed: int 
     return payments
 
 
-def wait_for_idle_broker(broker: redis.Redis) -> None:
-    """Everything sent has been taken and acknowledged: what was sent has been recorded by now."""
-    wait_until(lambda: broker_is_idle(broker), 30, "an empty queue and nothing unacknowledged")
+@dataclass(frozen=True)
+class FileBench:
+    """What a test of `submit file` works with: the bank's database, the broker, workers, and a prefix of its own."""
+
+    make_uow: UowFactory
+    database_url: str
+    env: dict[str, str]
+    broker: redis.Redis
+    start_worker: StartWorker
+    start_submit: StartSubmit
+    prefix: str
+    tmp_path: Path
+
+    def open_accounts(self, count: int, balance: str) -> list[Account]:
+        return [make_account(self.make_uow, balance=balance) for _ in range(count)]
+
+    def wait_for_idle_broker(self) -> None:
+        """Everything sent has been taken and acknowledged: what was sent has been recorded by now."""
+        wait_until(lambda: broker_is_idle(self.broker), 30, "an empty queue and nothing unacknowledged")
+
+    def assert_applied_once(self, accounts: list[Account], payments: list[Payment]) -> None:
+        """One transactions row per payment, all applied, each account moved by exactly its payments, books balanced."""
+        outcomes = get_outcomes(self.make_uow(), [p.reference for p in payments])
+        assert {r: o.status for r, o in outcomes.items() if o.status is not OutcomeStatus.APPLIED} == {}
+        assert recorded(self.database_url, self.prefix) == len(payments)
+        assert balances(self.make_uow, accounts) == expected_balances(accounts, payments)
+        assert verify_ledger(self.make_uow()) == []
 
 
-def assert_applied_once(
-    make_uow: UowFactory, database_url: str, accounts: list[Account], payments: list[Payment], prefix: str
-) -> None:
-    """One transactions row per payment, all applied, each account moved by exactly its payments, books balanced."""
-    outcomes = get_outcomes(make_uow(), [p.reference for p in payments])
-    assert {r: o.status for r, o in outcomes.items() if o.status is not OutcomeStatus.APPLIED} == {}
-    assert recorded(database_url, prefix) == len(payments)
-    assert balances(make_uow, accounts) == expected_balances(accounts, payments)
-    assert verify_ledger(make_uow()) == []
+@pytest.fixture
+def bench(
+    make_uow: UowFactory,
+    database_url: str,
+    env: dict[str, str],
+    broker: redis.Redis,
+    start_worker: StartWorker,
+    start_submit: StartSubmit,
+    prefix: str,
+    tmp_path: Path,
+) -> FileBench:
+    return FileBench(make_uow, database_url, env, broker, start_worker, start_submit, prefix, tmp_path)
 
 
 class TestInvalidRows:
     def test_every_kind_of_bad_csv_row_is_reported_at_its_line_and_not_sent_and_the_good_rows_are_applied(
-        self,
-        make_uow: UowFactory,
-        database_url: str,
-        env: dict[str, str],
-        broker: redis.Redis,
-        start_worker: StartWorker,
-        prefix: str,
-        tmp_path: Path,
+        self, bench: FileBench
     ) -> None:
-        a, b, c = open_accounts(make_uow, 2, "500.00") + open_accounts(make_uow, 1, "0.00")
+        a, b, c = bench.open_accounts(2, "500.00") + bench.open_accounts(1, "0.00")
         good = [
-            deposit(f"{prefix}good-deposit", c, "25.00", description="a deposit"),
-            transfer(f"{prefix}good-transfer", a, c, "100.10"),
-            withdrawal(f"{prefix}good-withdrawal", b, "40.00"),
-            deposit(f"{prefix}good-cent", a, "0.01"),
-            transfer(f"{prefix}good-whole", b, a, "12"),
+            deposit(f"{bench.prefix}good-deposit", c, "25.00", description="a deposit"),
+            transfer(f"{bench.prefix}good-transfer", a, c, "100.10"),
+            withdrawal(f"{bench.prefix}good-withdrawal", b, "40.00"),
+            deposit(f"{bench.prefix}good-cent", a, "0.01"),
+            transfer(f"{bench.prefix}good-whole", b, a, "12"),
         ]
 
         def row(
@@ -155,7 +172,7 @@ class TestInvalidRows:
         ) -> list[str]:
             """A deposit of 10.00 GBP into c, but for what the test changes."""
             amount, currency = cells.get("amount", "10.00"), cells.get("currency", "GBP")
-            return [f"{prefix}{name}", kind, source, destination, amount, currency, ""]
+            return [f"{bench.prefix}{name}", kind, source, destination, amount, currency, ""]
 
         # Each bad row breaks one rule, and the field that names it.
         bad: list[tuple[Line, str]] = [
@@ -175,30 +192,30 @@ class TestInvalidRows:
             (row("lowercase-currency", currency="gbp"), "currency"),
             (row("long-currency", currency="GBPX"), "currency"),
             (["bad reference!", "deposit", "", c.number, "10.00", "GBP", ""], "reference"),
-            ([f"{prefix}{'x' * 64}", "deposit", "", c.number, "10.00", "GBP", ""], "reference"),
-            (f"{prefix}undecodable,deposit,,{c.number},10.00,GBP,caf\xe9\n".encode("latin-1"), "description"),
-            ([f"{prefix}too-few-columns", "deposit", "", c.number, "10.00", "GBP"], "row"),
-            ([f"{prefix}too-many-columns", "deposit", "", c.number, "10.00", "GBP", "", "extra"], "row"),
+            ([f"{bench.prefix}{'x' * 64}", "deposit", "", c.number, "10.00", "GBP", ""], "reference"),
+            (f"{bench.prefix}undecodable,deposit,,{c.number},10.00,GBP,caf\xe9\n".encode("latin-1"), "description"),
+            ([f"{bench.prefix}too-few-columns", "deposit", "", c.number, "10.00", "GBP"], "row"),
+            ([f"{bench.prefix}too-many-columns", "deposit", "", c.number, "10.00", "GBP", "", "extra"], "row"),
         ]
         lines: list[tuple[Line, str | None]] = [*((payment, None) for payment in good), *bad]
         random.Random(5).shuffle(lines)
-        path = write_csv(tmp_path / "payments.csv", [line for line, _ in lines])
+        path = write_csv(bench.tmp_path / "payments.csv", [line for line, _ in lines])
         expected_errors = sorted((number, field) for number, (_, field) in enumerate(lines, 2) if field is not None)
-        worker = start_worker()
+        worker = bench.start_worker()
 
-        result = submit(["file", str(path), *WAIT, "--outcomes", str(tmp_path / "out.csv")], env)
+        result = submit(["file", str(path), *WAIT, "--outcomes", str(bench.tmp_path / "out.csv")], bench.env)
 
         assert result.code == 1, result.stderr
         summary = result.summary()
         counts = {key: summary[key] for key in ("rows", "valid", "invalid", "enqueued", "applied", "pending")}
         assert counts == {"rows": 25, "valid": 5, "invalid": 20, "enqueued": 5, "applied": 5, "pending": 0}
         assert sorted((e["line"], e["field"]) for e in summary["errors"]) == expected_errors
-        wait_for_idle_broker(broker)
+        bench.wait_for_idle_broker()
         readable = [line[0] for line, _ in bad if isinstance(line, list) and len(line[0]) <= 64]
-        outcomes = get_outcomes(make_uow(), [*readable, f"{prefix}undecodable"])
+        outcomes = get_outcomes(bench.make_uow(), [*readable, f"{bench.prefix}undecodable"])
         assert {r: o.status for r, o in outcomes.items() if o.status is not OutcomeStatus.PENDING} == {}
-        assert_applied_once(make_uow, database_url, [a, b, c], good, prefix)
-        outcome_lines = read_outcomes(tmp_path / "out.csv")
+        bench.assert_applied_once([a, b, c], good)
+        outcome_lines = read_outcomes(bench.tmp_path / "out.csv")
         assert [int(o["line"]) for o in outcome_lines] == list(range(2, 27))
         for (line, field), outcome in zip(lines, outcome_lines, strict=True):
             if field is None:
@@ -210,36 +227,29 @@ class TestInvalidRows:
         assert "Traceback" not in worker.output()
 
     def test_every_kind_of_bad_json_lines_row_is_reported_at_its_line_and_the_good_rows_are_applied(
-        self,
-        make_uow: UowFactory,
-        database_url: str,
-        env: dict[str, str],
-        broker: redis.Redis,
-        start_worker: StartWorker,
-        prefix: str,
-        tmp_path: Path,
+        self, bench: FileBench
     ) -> None:
-        a, b = open_accounts(make_uow, 2, "100.00")
-        good = [deposit(f"{prefix}deposit", a, "5.00"), transfer(f"{prefix}transfer", a, b, "7.50")]
+        a, b = bench.open_accounts(2, "100.00")
+        good = [deposit(f"{bench.prefix}deposit", a, "5.00"), transfer(f"{bench.prefix}transfer", a, b, "7.50")]
         ok = good[0].json()
         path = write_jsonl(
-            tmp_path / "payments.jsonl",
+            bench.tmp_path / "payments.jsonl",
             [
                 good[0],  # line 1
-                {**ok, "reference": f"{prefix}float", "amount": 5.5},  # 2: a binary float is not money
-                {**ok, "reference": f"{prefix}number-account", "destination": 100000011},  # 3
-                {**ok, "reference": f"{prefix}unknown-key", "amonut": "5.00"},  # 4
+                {**ok, "reference": f"{bench.prefix}float", "amount": 5.5},  # 2: a binary float is not money
+                {**ok, "reference": f"{bench.prefix}number-account", "destination": 100000011},  # 3
+                {**ok, "reference": f"{bench.prefix}unknown-key", "amonut": "5.00"},  # 4
                 b'["not", "an", "object"]\n',  # 5
                 b'{"reference": "broken\n',  # 6
-                f'{{"reference": "{prefix}latin-1", "description": "caf\xe9"}}\n'.encode("latin-1"),  # 7
+                f'{{"reference": "{bench.prefix}latin-1", "description": "caf\xe9"}}\n'.encode("latin-1"),  # 7
                 b"\n",  # 8: a blank line is not a row
                 good[1],  # 9
-                {**ok, "reference": f"{prefix}currency", "currency": None},  # 10
+                {**ok, "reference": f"{bench.prefix}currency", "currency": None},  # 10
             ],
         )
-        start_worker()
+        bench.start_worker()
 
-        result = submit(["file", str(path), *WAIT], env)
+        result = submit(["file", str(path), *WAIT], bench.env)
 
         assert result.code == 1, result.stderr
         summary = result.summary()
@@ -247,64 +257,48 @@ class TestInvalidRows:
         errors = [(e["line"], e["field"]) for e in summary["errors"]]
         expected = [(2, "amount"), (3, "destination"), (4, "row"), (5, "row"), (6, "row"), (7, "row"), (10, "currency")]
         assert errors == expected
-        wait_for_idle_broker(broker)
-        assert_applied_once(make_uow, database_url, [a, b], good, prefix)
+        bench.wait_for_idle_broker()
+        bench.assert_applied_once([a, b], good)
 
 
 class TestResubmission:
-    def test_a_fully_applied_file_submitted_again_changes_nothing_and_sends_nothing(
-        self,
-        make_uow: UowFactory,
-        database_url: str,
-        env: dict[str, str],
-        broker: redis.Redis,
-        start_worker: StartWorker,
-        prefix: str,
-        tmp_path: Path,
-    ) -> None:
-        accounts = open_accounts(make_uow, 4, "1000.00")
-        payments = random_payments(accounts, 60, prefix)
-        path = write_csv(tmp_path / "payments.csv", payments)
-        start_worker()
-        first = submit(["file", str(path), *WAIT], env)
+    def test_a_fully_applied_file_submitted_again_changes_nothing_and_sends_nothing(self, bench: FileBench) -> None:
+        accounts = bench.open_accounts(4, "1000.00")
+        payments = random_payments(accounts, 60, bench.prefix)
+        path = write_csv(bench.tmp_path / "payments.csv", payments)
+        bench.start_worker()
+        first = submit(["file", str(path), *WAIT], bench.env)
         assert first.code == 0, first.stderr
         assert (first.summary()["enqueued"], first.summary()["applied"]) == (60, 60)
-        wait_for_idle_broker(broker)
-        before = balances(make_uow, accounts)
+        bench.wait_for_idle_broker()
+        before = balances(bench.make_uow, accounts)
 
-        again = submit(["file", str(path), *WAIT, "--outcomes", str(tmp_path / "out.csv")], env)
+        again = submit(["file", str(path), *WAIT, "--outcomes", str(bench.tmp_path / "out.csv")], bench.env)
 
         assert again.code == 0, again.stderr
         summary = again.summary()
         counts = {key: summary[key] for key in ("valid", "enqueued", "already_recorded", "applied", "conflicts")}
         assert counts == {"valid": 60, "enqueued": 0, "already_recorded": 60, "applied": 60, "conflicts": 0}
-        assert broker.llen(QUEUE) == 0
-        assert balances(make_uow, accounts) == before
-        assert_applied_once(make_uow, database_url, accounts, payments, prefix)
-        assert {o["result"] for o in read_outcomes(tmp_path / "out.csv")} == {"applied"}
+        assert bench.broker.llen(QUEUE) == 0
+        assert balances(bench.make_uow, accounts) == before
+        bench.assert_applied_once(accounts, payments)
+        assert {o["result"] for o in read_outcomes(bench.tmp_path / "out.csv")} == {"applied"}
 
 
 class TestRepeatedReferences:
     def test_exact_duplicates_are_sent_once_and_a_reference_reused_for_another_payment_is_an_error_row(
-        self,
-        make_uow: UowFactory,
-        database_url: str,
-        env: dict[str, str],
-        broker: redis.Redis,
-        start_worker: StartWorker,
-        prefix: str,
-        tmp_path: Path,
+        self, bench: FileBench
     ) -> None:
-        a, b = open_accounts(make_uow, 2, "100.00")
-        once = deposit(f"{prefix}once", a, "10.00")
-        twice = transfer(f"{prefix}twice", a, b, "20.00")
-        first, other = withdrawal(f"{prefix}reused", b, "5.00"), withdrawal(f"{prefix}reused", b, "6.00")
+        a, b = bench.open_accounts(2, "100.00")
+        once = deposit(f"{bench.prefix}once", a, "10.00")
+        twice = transfer(f"{bench.prefix}twice", a, b, "20.00")
+        first, other = withdrawal(f"{bench.prefix}reused", b, "5.00"), withdrawal(f"{bench.prefix}reused", b, "6.00")
         # Lines 2 to 9. A new description alone is not another payment: that row is a duplicate too.
         lines = [once, twice, once, first, twice, other, deposit(once.reference, a, "10.00", "again"), twice]
-        path = write_csv(tmp_path / "payments.csv", lines)
-        start_worker()
+        path = write_csv(bench.tmp_path / "payments.csv", lines)
+        bench.start_worker()
 
-        result = submit(["file", str(path), *WAIT, "--outcomes", str(tmp_path / "out.csv")], env)
+        result = submit(["file", str(path), *WAIT, "--outcomes", str(bench.tmp_path / "out.csv")], bench.env)
 
         assert result.code == 1, result.stderr
         summary = result.summary()
@@ -312,10 +306,12 @@ class TestRepeatedReferences:
         assert counts == {"rows": 8, "valid": 3, "duplicates": 4, "invalid": 1, "enqueued": 3, "applied": 3}
         assert [(e["line"], e["field"]) for e in summary["errors"]] == [(7, "reference")]
         assert "line 5" in summary["errors"][0]["message"]
-        wait_for_idle_broker(broker)
-        assert_applied_once(make_uow, database_url, [a, b], [once, twice, first], prefix)
-        assert get_outcome(make_uow(), first.reference).conflicts == ()  # the other payment never reached a worker
-        outcomes = [(o["result"], o["duplicate_of_line"]) for o in read_outcomes(tmp_path / "out.csv")]
+        bench.wait_for_idle_broker()
+        bench.assert_applied_once([a, b], [once, twice, first])
+        assert (
+            get_outcome(bench.make_uow(), first.reference).conflicts == ()
+        )  # the other payment never reached a worker
+        outcomes = [(o["result"], o["duplicate_of_line"]) for o in read_outcomes(bench.tmp_path / "out.csv")]
         assert outcomes == [
             ("applied", ""),
             ("applied", ""),
@@ -328,25 +324,24 @@ class TestRepeatedReferences:
         ]
 
     def test_a_reference_recorded_by_an_earlier_file_for_another_payment_is_counted_as_a_conflict(
-        self,
-        make_uow: UowFactory,
-        database_url: str,
-        env: dict[str, str],
-        broker: redis.Redis,
-        start_worker: StartWorker,
-        prefix: str,
-        tmp_path: Path,
+        self, bench: FileBench
     ) -> None:
-        (a,) = open_accounts(make_uow, 1, "0.00")
-        earlier = deposit(f"{prefix}shared", a, "10.00")
-        later, new = deposit(f"{prefix}shared", a, "99.00"), deposit(f"{prefix}new", a, "1.00")
-        start_worker()
-        first = submit(["file", str(write_csv(tmp_path / "earlier.csv", [earlier])), *WAIT], env)
+        (a,) = bench.open_accounts(1, "0.00")
+        earlier = deposit(f"{bench.prefix}shared", a, "10.00")
+        later, new = deposit(f"{bench.prefix}shared", a, "99.00"), deposit(f"{bench.prefix}new", a, "1.00")
+        bench.start_worker()
+        first = submit(["file", str(write_csv(bench.tmp_path / "earlier.csv", [earlier])), *WAIT], bench.env)
         assert first.code == 0, first.stderr
 
         result = submit(
-            ["file", str(write_csv(tmp_path / "later.csv", [later, new])), *WAIT, "--outcomes", str(tmp_path / "o")],
-            env,
+            [
+                "file",
+                str(write_csv(bench.tmp_path / "later.csv", [later, new])),
+                *WAIT,
+                "--outcomes",
+                str(bench.tmp_path / "o"),
+            ],
+            bench.env,
         )
 
         # The row is not applied and never will be under its reference: that needs an operator, so exit 1.
@@ -354,88 +349,76 @@ class TestRepeatedReferences:
         summary = result.summary()
         counts = {key: summary[key] for key in ("valid", "already_recorded", "enqueued", "conflicts", "pending")}
         assert counts == {"valid": 2, "already_recorded": 1, "enqueued": 1, "conflicts": 1, "pending": 0}
-        outcomes = read_outcomes(tmp_path / "o")
+        outcomes = read_outcomes(bench.tmp_path / "o")
         assert [(o["reference"], o["result"]) for o in outcomes] == [
             (later.reference, "conflict"),
             (new.reference, "applied"),
         ]
-        wait_for_idle_broker(broker)
-        assert_applied_once(make_uow, database_url, [a], [earlier, new], prefix)
+        bench.wait_for_idle_broker()
+        bench.assert_applied_once([a], [earlier, new])
 
 
 class TestBrokerLoss:
+    # Rows travel in payments.batch messages by default (here one message for the 30), or each alone.
+    @pytest.mark.parametrize(("batch_size", "messages"), [("1000", 1), ("7", 5), ("1", 30)])
     def test_messages_lost_with_the_broker_are_sent_again_and_applied_once_each(
-        self,
-        make_uow: UowFactory,
-        database_url: str,
-        broker: redis.Redis,
-        start_worker: StartWorker,
-        start_submit: StartSubmit,
-        prefix: str,
-        tmp_path: Path,
+        self, bench: FileBench, batch_size: str, messages: int
     ) -> None:
-        accounts = open_accounts(make_uow, 4, "1000.00")
-        payments = random_payments(accounts, 30, prefix)
-        path = write_csv(tmp_path / "payments.csv", payments)
-        command = start_submit("file", str(path), "--wait", "--resend-after", "2", "--timeout", "120", "--json")
-        wait_until(lambda: broker.llen(QUEUE) >= len(payments), 30, "every row on the queue")
-        assert recorded(database_url, prefix) == 0  # no worker yet
+        accounts = bench.open_accounts(4, "1000.00")
+        payments = random_payments(accounts, 30, bench.prefix)
+        path = write_csv(bench.tmp_path / "payments.csv", payments)
+        command = bench.start_submit(
+            "file", str(path), "--wait", "--resend-after", "2", "--timeout", "120", "--json", "--batch-size", batch_size
+        )
+        wait_until(lambda: bench.broker.llen(QUEUE) >= messages, 30, "every row on the queue")
+        assert recorded(bench.database_url, bench.prefix) == 0  # no worker yet
 
-        flush_broker(broker)
-        assert broker.llen(QUEUE) == 0
-        worker = start_worker()
+        flush_broker(bench.broker)
+        assert bench.broker.llen(QUEUE) == 0
+        worker = bench.start_worker()
         result = command.finish(60)
 
         assert result.code == 0, f"{result.stderr}\n{worker.output()[-5000:]}"
         summary = result.summary()
         assert (summary["enqueued"], summary["applied"], summary["pending"]) == (30, 30, 0)
         assert summary["resent"] > 0
-        assert_applied_once(make_uow, database_url, accounts, payments, prefix)
+        bench.assert_applied_once(accounts, payments)
 
 
 class TestResumption:
-    def test_a_run_killed_part_way_is_finished_by_running_the_same_file_again(
-        self,
-        make_uow: UowFactory,
-        database_url: str,
-        env: dict[str, str],
-        broker: redis.Redis,
-        start_worker: StartWorker,
-        start_submit: StartSubmit,
-        prefix: str,
-        tmp_path: Path,
-    ) -> None:
-        accounts = open_accounts(make_uow, 10, "100000.00")
-        payments = random_payments(accounts, 3000, prefix)
-        path = write_csv(tmp_path / "payments.csv", payments)
-        start_worker()
-        interrupted = start_submit("file", str(path), "--wait", "--json")
-        wait_until(lambda: recorded(database_url, prefix) >= 100, 30, "100 rows with an outcome")
+    def test_a_run_killed_part_way_is_finished_by_running_the_same_file_again(self, bench: FileBench) -> None:
+        accounts = bench.open_accounts(10, "100000.00")
+        payments = random_payments(accounts, 3000, bench.prefix)
+        path = write_csv(bench.tmp_path / "payments.csv", payments)
+        bench.start_worker()
+        interrupted = bench.start_submit("file", str(path), "--wait", "--json")
+        wait_until(lambda: recorded(bench.database_url, bench.prefix) >= 100, 30, "100 rows with an outcome")
 
         interrupted.process.send_signal(signal.SIGKILL)
-        killed_at = recorded(database_url, prefix)
+        killed_at = recorded(bench.database_url, bench.prefix)
         assert interrupted.process.wait(10) == -signal.SIGKILL
         assert killed_at < len(payments), "the run ended before it could be interrupted"
-        result = submit(["file", str(path), "--wait", "--timeout", "50", "--json"], env)
+        result = submit(["file", str(path), "--wait", "--timeout", "50", "--json"], bench.env)
 
         assert result.code == 0, result.stderr
         summary = result.summary()
         assert summary["already_recorded"] > 0
         assert summary["already_recorded"] + summary["enqueued"] == summary["valid"] == len(payments)
         assert (summary["applied"], summary["pending"]) == (len(payments), 0)
-        wait_for_idle_broker(broker)
-        assert_applied_once(make_uow, database_url, accounts, payments, prefix)
+        bench.wait_for_idle_broker()
+        bench.assert_applied_once(accounts, payments)
 
 
 class TestExitCodes:
-    def test_a_rejected_payment_is_an_outcome_and_exits_0(
-        self, make_uow: UowFactory, env: dict[str, str], start_worker: StartWorker, prefix: str, tmp_path: Path
-    ) -> None:
-        a, b = open_accounts(make_uow, 2, "10.00")
-        payments = [transfer(f"{prefix}too-much", a, b, "10.01"), transfer(f"{prefix}enough", a, b, "10.00")]
-        start_worker()
+    def test_a_rejected_payment_is_an_outcome_and_exits_0(self, bench: FileBench) -> None:
+        a, b = bench.open_accounts(2, "10.00")
+        payments = [
+            transfer(f"{bench.prefix}too-much", a, b, "10.01"),
+            transfer(f"{bench.prefix}enough", a, b, "10.00"),
+        ]
+        bench.start_worker()
 
-        result = submit(["file", str(write_csv(tmp_path / "payments.csv", payments)), *WAIT], env)
+        result = submit(["file", str(write_csv(bench.tmp_path / "payments.csv", payments)), *WAIT], bench.env)
 
         assert result.code == 0, result.stderr
         summary = result.summary()
@@ -444,40 +427,32 @@ class TestExitCodes:
             1,
             {"insufficient_funds": 1},
         )
-        assert balances(make_uow, [a, b]) == {a.number: Decimal("0.00"), b.number: Decimal("20.00")}
+        assert balances(bench.make_uow, [a, b]) == {a.number: Decimal("0.00"), b.number: Decimal("20.00")}
 
-    def test_dry_run_of_a_valid_file_exits_0_and_sends_nothing(
-        self,
-        make_uow: UowFactory,
-        database_url: str,
-        env: dict[str, str],
-        broker: redis.Redis,
-        prefix: str,
-        tmp_path: Path,
-    ) -> None:
-        accounts = open_accounts(make_uow, 3, "100.00")
-        path = write_csv(tmp_path / "payments.csv", random_payments(accounts, 50, prefix))
+    def test_dry_run_of_a_valid_file_exits_0_and_sends_nothing(self, bench: FileBench) -> None:
+        accounts = bench.open_accounts(3, "100.00")
+        path = write_csv(bench.tmp_path / "payments.csv", random_payments(accounts, 50, bench.prefix))
 
-        result = submit(["file", str(path), "--dry-run", "--json"], env)
+        result = submit(["file", str(path), "--dry-run", "--json"], bench.env)
 
         assert result.code == 0, result.stderr
         summary = result.summary()
         assert (summary["rows"], summary["valid"], summary["invalid"], summary["enqueued"]) == (50, 50, 0, 0)
-        assert broker.llen(QUEUE) == 0
-        assert recorded(database_url, prefix) == 0
+        assert bench.broker.llen(QUEUE) == 0
+        assert recorded(bench.database_url, bench.prefix) == 0
 
     def test_waiting_with_no_worker_ends_at_the_timeout_with_exit_1_and_the_rows_pending(
-        self, make_uow: UowFactory, env: dict[str, str], broker: redis.Redis, prefix: str, tmp_path: Path
+        self, bench: FileBench
     ) -> None:
-        accounts = open_accounts(make_uow, 2, "100.00")
-        path = write_csv(tmp_path / "payments.csv", random_payments(accounts, 5, prefix))
+        accounts = bench.open_accounts(2, "100.00")
+        path = write_csv(bench.tmp_path / "payments.csv", random_payments(accounts, 5, bench.prefix))
 
-        result = submit(["file", str(path), "--wait", "--timeout", "1", "--json"], env)
+        result = submit(["file", str(path), "--wait", "--timeout", "1", "--json"], bench.env)
 
         assert result.code == 1, result.stderr
         summary = result.summary()
         assert (summary["enqueued"], summary["pending"], summary["invalid"]) == (5, 5, 0)
-        assert broker.llen(QUEUE) == 5
+        assert bench.broker.llen(QUEUE) == 1  # one payments.batch message carries the 5
 
     @pytest.mark.parametrize(
         ("name", "content", "said"),

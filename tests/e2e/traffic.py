@@ -10,7 +10,7 @@ from decimal import Decimal
 from celery import Celery
 
 from processor.domain.accounts import Account
-from processor.domain.payments import Outcome, OutcomeStatus
+from processor.domain.outcomes import Outcome, OutcomeStatus
 from processor.messages import QUEUE
 from processor.services.accounts import get_account
 from processor.services.verify import verify_ledger

@@ -21,17 +21,10 @@ from processor.db.admin import alembic_config
 from processor.db.engine import get_engine
 from processor.services.accounts import get_account
 from processor.services.customers import get_customer
-from tests.builders import (
-    UowFactory,
-    deposit,
-    make_account,
-    make_customer,
-    pay,
-    transfer,
-    withdrawal,
-)
+from tests.builders import UowFactory, make_account, make_customer, pay
 from tests.clis import error_line, invoke, invoke_json, mistype
 from tests.conftest import SERVER_URL, ThrowawayDatabases
+from tests.requests import deposit, transfer, withdrawal
 
 CONSOLE_SCRIPT = str(Path(sys.executable).with_name("processor"))
 UNKNOWN_CUSTOMER = "99999999"

@@ -13,9 +13,12 @@ from typing import TypeVar
 import sqlalchemy
 
 from processor.domain.accounts import AccountStatus
-from processor.domain.payments import Outcome, PaymentRequest
+from processor.domain.outcomes import Outcome
+from processor.domain.requests import PaymentRequest
+from processor.messages import read_fields
 from processor.services.verify import verify_ledger
-from tests.builders import UowFactory, balance, deposit, make_account, pay, transfer, withdrawal
+from tests.builders import UowFactory, balance, make_account, pay
+from tests.requests import deposit, transfer, withdrawal
 
 THREADS = 8
 T = TypeVar("T")
@@ -112,6 +115,44 @@ class TestSameReferenceRace:
             "duplicate": (THREADS - 1) * rounds * size,
         }
         assert balance(make_uow, account.number) == Decimal(rounds * size)
+
+
+class TestSameReferenceOnOtherAccounts:
+    """Racers that share no account meet only at the reference's unique index: the loser decides again."""
+
+    def test_racing_payloads_to_other_accounts_leave_one_effect(self, make_uow: UowFactory) -> None:
+        accounts = [make_account(make_uow) for _ in range(THREADS)]
+        outcomes = race(THREADS, lambda i: pay(make_uow, deposit(accounts[i].number, "5.00", reference="race-2"))[0])
+        (winner,) = [o for o in outcomes if o.delivery == "first"]
+        assert Counter(o.delivery.value for o in outcomes)["conflict"] == THREADS - 1
+        balances = [balance(make_uow, a.number) for a in accounts]
+        assert sorted(balances) == [Decimal("0.00")] * (THREADS - 1) + [Decimal("5.00")]
+        assert balance(make_uow, winner.destination or "") == Decimal("5.00")
+        assert verify_ledger(make_uow()) == []
+
+    def test_racing_invalid_requests_are_recorded_once(self, make_uow: UowFactory) -> None:
+        invalid = read_fields({"reference": "race-3", "type": "deposit", "amount": "1.234", "currency": "GBP"})
+        outcomes = race(THREADS, lambda i: pay(make_uow, invalid)[0])
+        assert Counter(o.delivery for o in outcomes) == {"first": 1, "duplicate": THREADS - 1}
+        assert {o.reason for o in outcomes} == {"invalid_request"}
+
+    def test_batches_sharing_references_over_other_accounts_do_not_deadlock(self, make_uow: UowFactory) -> None:
+        accounts = [make_account(make_uow) for _ in range(THREADS)]
+        rounds, size = 10, 6
+
+        def job(i: int) -> list[Outcome]:
+            results: list[Outcome] = []
+            for n in range(rounds):
+                batch = [deposit(accounts[i].number, "1.00", reference=f"spread-{n}-{k}") for k in range(size)]
+                results += pay(make_uow, *(batch if i % 2 else batch[::-1]))
+            return results
+
+        outcomes = [o for batch in race(THREADS, job) for o in batch]
+        deliveries = Counter(o.delivery.value for o in outcomes)
+        assert deliveries["first"] == rounds * size
+        assert deliveries["duplicate"] + deliveries["conflict"] == (THREADS - 1) * rounds * size
+        assert sum(balance(make_uow, a.number) for a in accounts) == Decimal(rounds * size)
+        assert verify_ledger(make_uow()) == []
 
 
 class TestStatusChangeMeetsPayment:

@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy
 
+from processor.domain.accounts import SETTLEMENT_SLOTS
 from processor.domain.errors import (
     CustomerNotFound,
     DuplicateEmail,
@@ -14,7 +15,9 @@ from processor.domain.errors import (
 )
 from processor.services.accounts import change_status, get_account, open_account
 from processor.services.customers import get_customer, register_customer
-from tests.builders import UowFactory, make_account, make_customer, pay, withdrawal
+from tests.builders import UowFactory, make_account, make_customer, pay
+from tests.clis import mistype
+from tests.requests import withdrawal
 
 CURRENCIES = ["GBP", "EUR"]
 
@@ -60,15 +63,18 @@ class TestOpenAccount:
             customer.number,
         )
 
-    def test_one_settlement_account_per_currency(self, make_uow: UowFactory) -> None:
+    def test_settlement_accounts_per_currency_are_made_with_its_first_account(self, make_uow: UowFactory) -> None:
         customer = make_customer(make_uow)
         for currency in ("GBP", "GBP", "EUR"):
             open_account(make_uow(), customer.number, "standard", currency, "ops", CURRENCIES)
         with make_uow() as uow:
             rows = uow.session.execute(
-                sqlalchemy.text("SELECT currency FROM accounts WHERE type = 'settlement' ORDER BY currency")
+                sqlalchemy.text(
+                    "SELECT currency, settlement_slot FROM accounts WHERE type = 'settlement'"
+                    " ORDER BY currency, settlement_slot"
+                )
             ).all()
-        assert [r.currency for r in rows] == ["EUR", "GBP"]
+        assert [tuple(r) for r in rows] == [(c, slot) for c in ("EUR", "GBP") for slot in range(SETTLEMENT_SLOTS)]
 
     def test_overdraft_limit_is_for_standard_accounts_only(self, make_uow: UowFactory) -> None:
         customer = make_customer(make_uow)
@@ -86,7 +92,7 @@ class TestOpenAccount:
 
     def test_mistyped_account_number_is_refused_before_lookup(self, make_uow: UowFactory) -> None:
         account = make_account(make_uow)
-        mistyped = account.number[:-1] + str((int(account.number[-1]) + 1) % 10)
+        mistyped = mistype(account.number)
         with pytest.raises(InvalidValue, match="check digit"):
             get_account(make_uow(), mistyped)
 

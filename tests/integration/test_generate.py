@@ -266,7 +266,7 @@ def fresh_bank(databases: ThrowawayDatabases) -> Iterator[UowFactory]:
     databases.drop(url)
 
 
-class TestDemoAccounts:
+class TestDemoPayees:
     @pytest.fixture
     def demo(self, fresh_bank: UowFactory) -> dict[str, str]:
         """The demo's two customers (the first two registered) with accounts of each kind, and a third customer."""

@@ -13,10 +13,11 @@ from click.testing import Result
 
 from processor.cli import cli
 from processor.domain.held import MAX_FIELDS, HeldMessage, HeldReason
-from processor.domain.payments import CLIP_LENGTH
+from processor.domain.requests import CLIP_LENGTH
 from processor.services.held import hold_message, list_held
-from tests.builders import UowFactory, unique
+from tests.builders import UowFactory
 from tests.clis import invoke
+from tests.requests import unique
 
 NEW_TASK_ID = "a new task id"  # a message's task id is unique to it: the builder makes one per call by default
 HELD_KEYS = {"id", "at", "reason", "task", "task_id", "reference", "message", "error"}

@@ -11,7 +11,8 @@ import pytest
 from processor.logs import configure_logging, log_event
 from processor.services.accounts import change_status
 from processor.services.customers import register_customer
-from tests.builders import UowFactory, deposit, make_account, pay, withdrawal
+from tests.builders import UowFactory, make_account, pay
+from tests.requests import deposit, withdrawal
 
 
 def events(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:

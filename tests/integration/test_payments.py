@@ -6,20 +6,14 @@ from decimal import Decimal
 import pytest
 import sqlalchemy
 
+from processor.domain.book import Policy
 from processor.domain.errors import InvalidRequest
-from processor.domain.payments import Policy, parse_or_invalid
+from processor.messages import read_fields
 from processor.services.accounts import change_status, get_account
 from processor.services.payments import apply_payments, get_outcome
 from processor.services.verify import verify_ledger
-from tests.builders import (
-    UowFactory,
-    balance,
-    deposit,
-    make_account,
-    pay,
-    transfer,
-    withdrawal,
-)
+from tests.builders import UowFactory, balance, make_account, pay
+from tests.requests import deposit, transfer, withdrawal
 
 
 def entries_of(make_uow: UowFactory, reference: str) -> list[tuple[str, Decimal, Decimal]]:
@@ -268,7 +262,7 @@ class TestIdempotency:
 
 class TestInvalidRequests:
     def test_invalid_request_with_a_reference_is_recorded_as_rejected(self, make_uow: UowFactory) -> None:
-        request = parse_or_invalid({"reference": "bad-1", "type": "deposit", "amount": 1.5, "currency": "GBP"})
+        request = read_fields({"reference": "bad-1", "type": "deposit", "amount": 1.5, "currency": "GBP"})
         (outcome,) = apply_payments(make_uow(), [request], Policy())
         assert (outcome.status, outcome.reason) == ("rejected", "invalid_request")
         assert (outcome.type, outcome.amount, outcome.currency) == ("deposit", None, "GBP")
@@ -278,7 +272,7 @@ class TestInvalidRequests:
 
     def test_invalid_then_valid_resend_is_a_conflict(self, make_uow: UowFactory) -> None:
         account = make_account(make_uow)
-        invalid = parse_or_invalid({"reference": "bad-1", "type": "deposit", "destination": account.number})
+        invalid = read_fields({"reference": "bad-1", "type": "deposit", "destination": account.number})
         apply_payments(make_uow(), [invalid], Policy())
         (again,) = pay(make_uow, deposit(account.number, "5.00", reference="bad-1"))
         assert (again.reason, again.delivery) == ("invalid_request", "conflict")
@@ -286,7 +280,7 @@ class TestInvalidRequests:
 
     def test_unreadable_reference_cannot_be_recorded(self) -> None:
         with pytest.raises(InvalidRequest) as caught:
-            parse_or_invalid({"reference": "no spaces allowed", "type": "deposit"})
+            read_fields({"reference": "no spaces allowed", "type": "deposit"})
         assert caught.value.reference is None
 
 

@@ -9,7 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor.domain.accounts import make_account_number
-from processor.domain.payments import InvalidPayment, Outcome, PaymentRequest, Policy, parse_or_invalid
+from processor.domain.book import Policy
+from processor.domain.outcomes import Outcome
+from processor.domain.requests import InvalidPayment, PaymentRequest
+from processor.messages import read_fields
 from processor.services.payments import apply_payments
 from processor.services.verify import verify_ledger
 from tests.builders import UowFactory, balance, make_account
@@ -53,7 +56,7 @@ def to_request(raw: dict[str, object], numbers: list[str]) -> PaymentRequest | I
         slot = raw[side]
         assert isinstance(slot, int)
         fields[side] = numbers[slot] if raw["type"] in needed else None
-    return parse_or_invalid(fields)
+    return read_fields(fields)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -25,14 +25,17 @@ from click.testing import Result
 import processor.celery
 from processor.config import get_settings
 from processor.domain.accounts import make_account_number
+from processor.domain.book import Policy
 from processor.domain.errors import InvalidValue
-from processor.domain.payments import REFERENCE_PATTERN, OutcomeStatus, Policy, Reason
+from processor.domain.outcomes import OutcomeStatus, Reason
+from processor.domain.requests import REFERENCE_PATTERN
 from processor.messages import QUEUE, read
 from processor.services.payments import apply_payments
 from submit import Client, InvalidRequest
 from submit.cli import cli
-from tests.builders import UowFactory, make_account, pay, unique, withdrawal
+from tests.builders import UowFactory, make_account, pay
 from tests.clis import error_line, invoke, invoke_json, mistype
+from tests.requests import unique, withdrawal
 
 CONSOLE_SCRIPT = str(Path(sys.executable).with_name("submit"))
 UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"

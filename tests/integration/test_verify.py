@@ -4,7 +4,8 @@ import pytest
 import sqlalchemy
 
 from processor.services.verify import verify_ledger
-from tests.builders import UowFactory, deposit, make_account, pay, transfer, withdrawal
+from tests.builders import UowFactory, make_account, pay
+from tests.requests import deposit, transfer, withdrawal
 
 
 def tamper(make_uow: UowFactory, *statements: str) -> None:

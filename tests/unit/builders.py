@@ -17,6 +17,7 @@ def account(
     overdraft_limit: str = "0.00",
     currency: str = "GBP",
     reward_points: int = 0,
+    settlement_slot: int = 0,
 ) -> Account:
     id = next(_ids)
     return Account(
@@ -29,4 +30,5 @@ def account(
         balance=Decimal(balance),
         overdraft_limit=Decimal(overdraft_limit),
         reward_points=reward_points,
+        settlement_slot=settlement_slot,
     )

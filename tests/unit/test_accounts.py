@@ -17,6 +17,7 @@ from processor.domain.accounts import (
     parse_status,
 )
 from processor.domain.errors import InvalidStatusChange, InvalidValue
+from tests.clis import mistype
 from tests.unit.builders import account
 
 S = AccountStatus
@@ -81,7 +82,7 @@ class TestAccountNumber:
 
     def test_mistyped_number_says_check_digit(self) -> None:
         number = make_account_number(12345678)
-        mistyped = number[:-1] + str((int(number[-1]) + 1) % 10)
+        mistyped = mistype(number)
 
         with pytest.raises(InvalidValue, match="check digit mismatch") as caught:
             parse_account_number(mistyped, field="source")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from submit.files import FileFormat, Read, Row, RowError, UnreadableFile, read_rows
+from submit.files import FileFormat, Row, RowError, RowOrError, UnreadableFile, read_rows
 
 HEADER = b"reference,type,source,destination,amount,currency,description\n"
 DEPOSIT = b"ref-1,deposit,,100000011,12.50,GBP,salary\n"
@@ -33,13 +33,13 @@ TRANSFER_FIELDS: dict[str, object] = {
 DEPOSIT_JSON = b'{"reference": "ref-1", "type": "deposit", "destination": "100000011", "amount": "12.50"}\n'
 
 
-def read(tmp_path: Path, content: bytes, file_format: FileFormat = FileFormat.CSV) -> list[Read]:
+def read(tmp_path: Path, content: bytes, file_format: FileFormat = FileFormat.CSV) -> list[RowOrError]:
     path = tmp_path / f"payments.{file_format.value}"
     path.write_bytes(content)
     return list(read_rows(path, file_format))
 
 
-def lines(items: list[Read]) -> list[int]:
+def lines(items: list[RowOrError]) -> list[int]:
     return [item.line for item in items]
 
 

@@ -12,16 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from processor.domain.accounts import make_account_number
 from processor.domain.errors import InvalidRequest
-from processor.domain.payments import (
-    CLIP_LENGTH,
-    DESCRIPTION_MAX_LENGTH,
-    InvalidPayment,
-    PaymentRequest,
-    PaymentType,
-    parse_payment,
-)
+from processor.domain.requests import CLIP_LENGTH, DESCRIPTION_MAX_LENGTH, InvalidPayment, PaymentRequest, PaymentType
 from processor.messages import (
     MESSAGES,
     Deposit,
@@ -30,12 +22,13 @@ from processor.messages import (
     Withdrawal,
     build,
     field_errors,
+    from_fields,
     read,
 )
+from tests.clis import mistype
+from tests.requests import A, B
 
-A = make_account_number(20000001)
-B = make_account_number(20000002)
-MISTYPED = A[:-1] + str((int(A[-1]) + 1) % 10)  # one digit slipped: the check digit must catch it
+MISTYPED = mistype(A)  # one digit slipped: the check digit must catch it
 
 
 def valid_kwargs(message: type[PaymentMessage], **overrides: object) -> dict[str, object]:
@@ -361,12 +354,12 @@ raw_kwargs = st.fixed_dictionaries(
 )
 
 
-class TestModelsAgreeWithTheDomain:
-    """A producer that validates with the models never sends what the worker's domain would refuse, nor the reverse."""
+class TestTaskKwargsAgreeWithFileRows:
+    """A payment is valid as a task's kwargs exactly when it is valid as a file row or a batch item."""
 
     @settings(max_examples=300, deadline=None)
     @given(message=st.sampled_from([Deposit, Withdrawal, Transfer]), raw=raw_kwargs)
-    def test_model_accepts_exactly_what_the_domain_accepts(
+    def test_kwargs_are_accepted_exactly_when_the_same_row_is(
         self, message: type[PaymentMessage], raw: dict[str, object]
     ) -> None:
         names = {"reference", "amount", "currency", "description", *message.model_fields}
@@ -377,7 +370,7 @@ class TestModelsAgreeWithTheDomain:
         except InvalidRequest:
             by_model = None
         try:
-            by_domain: PaymentRequest | None = parse_payment(message.domain_fields(kwargs))
+            by_domain: PaymentRequest | None = from_fields(message.domain_fields(kwargs)).request()
         except InvalidRequest:
             by_domain = None
 

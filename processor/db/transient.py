@@ -12,8 +12,14 @@ _TRANSIENT_CLASSES = ("08", "40", "53", "57P")
 _TRANSIENT_CODES = {"25006", "25P03", "55P03", "57014"}
 
 
+class LostRace(Exception):
+    """Work that another transaction got to first; done again, it sees what that one committed."""
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether a database error is worth retrying as it is."""
+    if isinstance(error, LostRace):
+        return True
     if isinstance(error, sqlalchemy.exc.TimeoutError):  # no free connection in the pool
         return True
     if not isinstance(error, sqlalchemy.exc.DBAPIError):

@@ -1,328 +1,45 @@
+"""What decides: the posting rules, checked in memory on the accounts a batch holds locked."""
+
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
-from processor.domain.accounts import Account, make_account_number
-from processor.domain.errors import InvalidRequest
+from processor.domain.accounts import SETTLEMENT_SLOTS, Account, make_account_number, settlement_slot
+from processor.domain.book import Book, Policy, Posting, month_start
 from processor.domain.money import MAX_AMOUNT
-from processor.domain.payments import (
-    Book,
-    InvalidPayment,
-    PaymentRequest,
-    PaymentType,
-    Policy,
-    Posting,
-    Reason,
-    differing_fields,
-    month_start,
-    parse_or_invalid,
-    parse_payment,
-)
+from processor.domain.outcomes import Reason
+from processor.domain.requests import InvalidPayment, PaymentRequest
+from processor.messages import read_fields
+from tests.requests import deposit, row, transfer, withdrawal
 from tests.unit.builders import account
 
-_references = itertools.count(1)
 LIMIT = Policy().savings_monthly_outgoing_limit
-A = make_account_number(20000001)
-B = make_account_number(20000002)
 MISSING = make_account_number(99999999)
 
 
+def settlement_total(ledger: Book, currency: str) -> Decimal:
+    return sum((a.balance for (c, _), a in ledger.settlement.items() if c == currency), Decimal(0))
+
+
+def settlement_of(ledger: Book, account: Account) -> Account:
+    """The settlement account that a customer account's deposits and withdrawals post against."""
+    return ledger.settlement[account.currency, settlement_slot(account.number)]
+
+
 def book(*accounts: Account, at_limit: Iterable[Account] = (), policy: Policy | None = None) -> Book:
-    """A book holding the accounts and a settlement account per currency, some savings at their monthly limit."""
+    """A book holding the accounts and every settlement account of their currencies, some savings at their limit."""
     policy = policy or Policy()
     currencies = {a.currency for a in accounts} | {"GBP"}
-    settlements = [account(type="settlement", currency=c) for c in sorted(currencies)]
+    settlements = [
+        account(type="settlement", currency=c, settlement_slot=slot)
+        for c in sorted(currencies)
+        for slot in range(SETTLEMENT_SLOTS)
+    ]
     return Book.of([*accounts, *settlements], {a.id: policy.savings_monthly_outgoing_limit for a in at_limit}, policy)
-
-
-def request(
-    type: PaymentType,
-    amount: str,
-    currency: str,
-    source: Account | str | None = None,
-    destination: Account | str | None = None,
-) -> PaymentRequest:
-    return PaymentRequest(
-        reference=f"ref-{next(_references)}",
-        type=type,
-        amount=Decimal(amount),
-        currency=currency,
-        source=source.number if isinstance(source, Account) else source,
-        destination=destination.number if isinstance(destination, Account) else destination,
-    )
-
-
-def deposit(destination: Account | str, amount: str = "10.00", currency: str = "GBP") -> PaymentRequest:
-    return request(PaymentType.DEPOSIT, amount, currency, destination=destination)
-
-
-def withdrawal(source: Account | str, amount: str = "10.00", currency: str = "GBP") -> PaymentRequest:
-    return request(PaymentType.WITHDRAWAL, amount, currency, source=source)
-
-
-def transfer(
-    source: Account | str, destination: Account | str, amount: str = "10.00", currency: str = "GBP"
-) -> PaymentRequest:
-    return request(PaymentType.TRANSFER, amount, currency, source=source, destination=destination)
-
-
-def fields(**overrides: object) -> dict[str, object]:
-    """The fields of a valid transfer message, with some replaced."""
-    return {
-        "reference": "ref-1",
-        "type": "transfer",
-        "source": A,
-        "destination": B,
-        "amount": "125.50",
-        "currency": "GBP",
-        "description": "rent",
-        **overrides,
-    }
-
-
-def errors_of(message: dict[str, object]) -> list[tuple[str, str]]:
-    with pytest.raises(InvalidRequest) as caught:
-        parse_payment(message)
-    return [(e.field, e.message) for e in caught.value.errors]
-
-
-class TestParsePayment:
-    def test_valid_deposit(self) -> None:
-        message = {"reference": "dep-1", "type": "deposit", "destination": A, "amount": "10", "currency": "GBP"}
-
-        assert parse_payment(message) == PaymentRequest(
-            "dep-1", PaymentType.DEPOSIT, Decimal("10.00"), "GBP", source=None, destination=A
-        )
-
-    def test_valid_withdrawal_with_empty_fields_from_a_csv_row(self) -> None:
-        message = fields(type="withdrawal", destination="", description="")
-
-        assert parse_payment(message) == PaymentRequest(
-            "ref-1", PaymentType.WITHDRAWAL, Decimal("125.50"), "GBP", source=A, destination=None, description=None
-        )
-
-    def test_valid_transfer(self) -> None:
-        assert parse_payment(fields(amount=125)) == PaymentRequest(
-            "ref-1", PaymentType.TRANSFER, Decimal("125.00"), "GBP", source=A, destination=B, description="rent"
-        )
-
-    @pytest.mark.parametrize("reference", ["a" * 64, "A", "Az09._:-", "2024-11-24:batch.7_row-3"])
-    def test_reference_of_allowed_characters_is_accepted(self, reference: str) -> None:
-        assert parse_payment(fields(reference=reference)).reference == reference
-
-    def test_unknown_type(self) -> None:
-        assert errors_of(fields(type="refund")) == [
-            ("type", "'refund' is not a payment type (one of: deposit, withdrawal, transfer)")
-        ]
-
-    def test_missing_destination_for_deposit(self) -> None:
-        assert errors_of(fields(type="deposit", source=None, destination=None)) == [
-            ("destination", "is required for a deposit")
-        ]
-
-    def test_source_given_for_deposit(self) -> None:
-        assert errors_of(fields(type="deposit")) == [("source", "must be empty for a deposit")]
-
-    def test_missing_source_for_withdrawal(self) -> None:
-        message = fields(type="withdrawal", destination=None)
-        del message["source"]
-
-        assert errors_of(message) == [("source", "is required for a withdrawal")]
-
-    def test_destination_given_for_withdrawal(self) -> None:
-        assert errors_of(fields(type="withdrawal")) == [("destination", "must be empty for a withdrawal")]
-
-    @pytest.mark.parametrize("field", ["source", "destination"])
-    def test_missing_account_for_transfer(self, field: str) -> None:
-        assert errors_of(fields(**{field: ""})) == [(field, "is required for a transfer")]
-
-    @pytest.mark.parametrize("field", ["source", "destination"])
-    def test_mistyped_account_number(self, field: str) -> None:
-        mistyped = A[:-1] + str((int(A[-1]) + 1) % 10)
-
-        [(name, message)] = errors_of(fields(**{field: mistyped}))
-
-        assert name == field
-        assert "check digit mismatch" in message
-
-    def test_account_number_that_is_not_digits(self) -> None:
-        [(name, message)] = errors_of(fields(destination="GB12ABCD"))
-
-        assert name == "destination"
-        assert "8 to 16 digits" in message
-
-    @pytest.mark.parametrize(
-        ("amount", "why"),
-        [
-            (1.5, "binary float"),
-            ("0", "greater than zero"),
-            ("-5", "must be positive"),
-            ("1.234", "more than two decimal places"),
-            ("abc", "not a decimal string"),
-            (None, "NoneType"),
-        ],
-    )
-    def test_bad_amount(self, amount: object, why: str) -> None:
-        [(name, message)] = errors_of(fields(amount=amount))
-
-        assert name == "amount"
-        assert why in message
-
-    @pytest.mark.parametrize("currency", ["gbp", "GB", "POUNDS", None])
-    def test_bad_currency(self, currency: object) -> None:
-        [(name, message)] = errors_of(fields(currency=currency))
-
-        assert name == "currency"
-        assert "three capital letters" in message
-
-    @pytest.mark.parametrize("reference", ["", "a" * 65, "has space", "ref/1", "réf", None, 123])
-    def test_bad_reference(self, reference: object) -> None:
-        [(name, message)] = errors_of(fields(reference=reference))
-
-        assert name == "reference"
-        assert "1 to 64 characters" in message
-
-    def test_description_over_500_characters(self) -> None:
-        assert errors_of(fields(description="x" * 501)) == [("description", "must be text of at most 500 characters")]
-
-    def test_several_errors_are_reported_at_once(self) -> None:
-        message = fields(reference="has space", source=A[:-1], destination=None, amount="-1", currency="pounds")
-
-        with pytest.raises(InvalidRequest) as caught:
-            parse_payment(message)
-
-        assert sorted(e.field for e in caught.value.errors) == [
-            "amount",
-            "currency",
-            "destination",
-            "reference",
-            "source",
-        ]
-        assert all(f"{e.field}: {e.message}" in str(caught.value) for e in caught.value.errors)
-
-    def test_empty_message_reports_every_required_field(self) -> None:
-        assert sorted(name for name, _ in errors_of({})) == ["amount", "currency", "reference", "type"]
-
-    def test_invalid_request_carries_a_valid_reference(self) -> None:
-        with pytest.raises(InvalidRequest) as caught:
-            parse_payment(fields(reference="ref-9", amount="0"))
-
-        assert caught.value.reference == "ref-9"
-
-    def test_invalid_request_has_no_reference_when_it_cannot_be_read(self) -> None:
-        with pytest.raises(InvalidRequest) as caught:
-            parse_payment(fields(reference="a" * 65, amount="0"))
-
-        assert caught.value.reference is None
-
-
-class TestParseOrInvalid:
-    def test_valid_message_is_a_request(self) -> None:
-        assert parse_or_invalid(fields()) == parse_payment(fields())
-
-    def test_readable_reference_gives_an_invalid_payment(self) -> None:
-        message = fields(reference="ref-7", amount="1.234")
-
-        invalid = parse_or_invalid(message)
-
-        assert isinstance(invalid, InvalidPayment)
-        assert invalid.reference == "ref-7"
-        assert invalid.fields == message
-        assert [e.field for e in invalid.errors] == ["amount"]
-
-    def test_unreadable_reference_raises(self) -> None:
-        with pytest.raises(InvalidRequest) as caught:
-            parse_or_invalid(fields(reference="has space", amount="1.234"))
-
-        assert caught.value.reference is None
-        assert sorted(e.field for e in caught.value.errors) == ["amount", "reference"]
-
-    def test_invalid_payment_payload_turns_non_json_values_into_text(self) -> None:
-        invalid = parse_or_invalid(fields(amount=float("nan"), currency=Decimal("1")))
-
-        assert isinstance(invalid, InvalidPayment)
-        assert invalid.payload()["amount"] == "nan"
-        assert invalid.payload()["currency"] == "1"
-        assert invalid.payload()["source"] == A
-
-    def test_invalid_payment_payload_keeps_a_float_a_float(self) -> None:
-        # Stored as text, 1.5 would read back as a valid "1.5" and hide why the request was refused.
-        invalid = parse_or_invalid(fields(amount=1.5))
-
-        assert isinstance(invalid, InvalidPayment)
-        assert invalid.payload()["amount"] == 1.5
-
-
-class TestFingerprint:
-    def test_same_identity_gives_the_same_fingerprint(self) -> None:
-        assert parse_payment(fields()).fingerprint() == parse_payment(fields()).fingerprint()
-
-    def test_description_does_not_change_it(self) -> None:
-        first = parse_payment(fields(description="rent"))
-        second = parse_payment(fields(description="rent for March"))
-
-        assert first.fingerprint() == second.fingerprint()
-        assert first.payload() != second.payload()
-
-    @pytest.mark.parametrize(("first", "second"), [("10.5", "10.50"), ("10", "10.00"), (10, "10.00")])
-    def test_equal_amounts_written_differently_give_the_same_fingerprint(self, first: object, second: object) -> None:
-        assert parse_payment(fields(amount=first)).fingerprint() == parse_payment(fields(amount=second)).fingerprint()
-
-    @pytest.mark.parametrize(
-        "change",
-        [
-            {"type": "withdrawal", "destination": None},
-            {"source": make_account_number(20000003)},
-            {"destination": make_account_number(20000003)},
-            {"amount": "125.51"},
-            {"currency": "EUR"},
-        ],
-    )
-    def test_any_identity_field_changes_it(self, change: dict[str, object]) -> None:
-        assert parse_payment(fields(**change)).fingerprint() != parse_payment(fields()).fingerprint()
-
-    def test_same_invalid_message_gives_the_same_fingerprint(self) -> None:
-        first = parse_or_invalid(fields(amount="abc", description="one"))
-        second = parse_or_invalid(fields(amount="abc", description="two"))
-        third = parse_or_invalid(fields(amount="abd"))
-
-        assert first.fingerprint() == second.fingerprint()
-        assert first.fingerprint() != third.fingerprint()
-
-
-class TestDifferingFields:
-    @pytest.mark.parametrize(
-        ("change", "expected"),
-        [
-            ({}, []),
-            ({"description": "something else"}, []),
-            ({"amount": "125.5"}, []),
-            ({"amount": "125.51"}, ["amount"]),
-            ({"currency": "EUR"}, ["currency"]),
-            ({"source": make_account_number(20000003)}, ["source"]),
-            ({"destination": make_account_number(20000003)}, ["destination"]),
-            ({"type": "withdrawal", "destination": None}, ["type", "destination"]),
-            ({"type": "deposit", "source": None}, ["type", "source"]),
-            ({"amount": "1.00", "currency": "EUR", "description": "x"}, ["amount", "currency"]),
-        ],
-    )
-    def test_names_exactly_the_fields_that_differ(self, change: dict[str, object], expected: list[str]) -> None:
-        recorded = parse_payment(fields()).payload()
-        attempt = parse_payment(fields(**change)).payload()
-
-        assert differing_fields(recorded, attempt) == expected
-
-    def test_invalid_attempt_against_a_valid_record(self) -> None:
-        recorded = parse_payment(fields()).payload()
-        attempt = parse_or_invalid(fields(amount="lots"))
-
-        assert isinstance(attempt, InvalidPayment)
-        assert differing_fields(recorded, attempt.payload()) == ["amount"]
 
 
 class TestMonthStart:
@@ -389,11 +106,12 @@ class TestBookApply:
 
     def test_invalid_request_is_decided_before_the_book_sees_the_request(self) -> None:
         closed = account(type="savings", status="closed", currency="EUR")
-        message = fields(source=closed.number, destination=closed.number, amount="0")
+        message = row(source=closed.number, destination=closed.number, amount="0")
 
-        assert isinstance(parse_or_invalid(message), InvalidPayment)
+        assert isinstance(read_fields(message), InvalidPayment)
         # The same message with a valid amount would reach the book and be refused for a later reason.
-        valid = parse_payment({**message, "amount": "10.00"})
+        valid = read_fields({**message, "amount": "10.00"})
+        assert isinstance(valid, PaymentRequest)
         assert book(closed, at_limit=[closed]).apply(valid).reason is Reason.SAME_ACCOUNT
 
     @pytest.mark.parametrize("exists", [True, False])
@@ -504,14 +222,14 @@ class TestBookApply:
         assert not decision.applied
         assert decision.postings == ()
         assert (source.balance, destination.balance) == (Decimal("5.00"), Decimal("1.00"))
-        assert ledger.settlement["GBP"].balance == 0
+        assert settlement_total(ledger, "GBP") == 0
         assert ledger.outgoing_this_month == {}
         assert ledger.changed == {}
 
     def test_deposit_posts_against_settlement(self) -> None:
         destination = account(balance="10.00")
         ledger = book(destination)
-        settlement = ledger.settlement["GBP"]
+        settlement = settlement_of(ledger, destination)
 
         decision = ledger.apply(deposit(destination, "25.50"))
 
@@ -528,7 +246,7 @@ class TestBookApply:
     def test_withdrawal_posts_against_settlement(self) -> None:
         source = account(balance="100.00")
         ledger = book(source)
-        settlement = ledger.settlement["GBP"]
+        settlement = settlement_of(ledger, source)
 
         decision = ledger.apply(withdrawal(source, "30.00"))
 
@@ -554,7 +272,7 @@ class TestBookApply:
             Posting(destination.id, Decimal("40.00"), Decimal("45.00")),
         )
         assert sum(p.amount for p in decision.postings) == 0
-        assert ledger.settlement["GBP"].balance == 0
+        assert settlement_total(ledger, "GBP") == 0
         assert set(ledger.changed) == {source.id, destination.id}
 
     def test_balance_after_follows_earlier_requests_of_the_batch(self) -> None:
@@ -573,14 +291,26 @@ class TestBookApply:
 
         ledger.apply(deposit(destination, "7.00", currency="EUR"))
 
-        assert ledger.settlement["EUR"].balance == Decimal("-7.00")
-        assert ledger.settlement["GBP"].balance == 0
+        assert settlement_of(ledger, destination).balance == Decimal("-7.00")
+        assert settlement_total(ledger, "EUR") == Decimal("-7.00")
+        assert settlement_total(ledger, "GBP") == 0
+
+    def test_deposits_to_different_accounts_spread_over_the_settlement_accounts(self) -> None:
+        destinations = [account() for _ in range(40)]
+        ledger = book(*destinations)
+
+        for destination in destinations:
+            ledger.apply(deposit(destination, "1.00"))
+
+        used = {a.settlement_slot for a in ledger.changed.values() if a.type == "settlement"}
+        assert len(used) > 1
+        assert settlement_total(ledger, "GBP") == Decimal("-40.00")
 
     def test_deposit_without_a_locked_settlement_account_is_an_error(self) -> None:
         destination = account(currency="USD")
         ledger = Book.of([destination], {}, Policy())
 
-        with pytest.raises(LookupError, match="settlement account for USD was not locked"):
+        with pytest.raises(LookupError, match=r"settlement account [0-7] for USD was not locked"):
             ledger.apply(deposit(destination, currency="USD"))
 
     @pytest.mark.parametrize("kind", ["withdrawal", "transfer"])
@@ -690,7 +420,7 @@ class TestBookApply:
     def test_settlement_account_number_is_not_a_payment_account(self, role: str) -> None:
         customer = account(balance="100.00")
         ledger = book(customer)
-        settlement = ledger.settlement["GBP"].number
+        settlement = settlement_of(ledger, customer).number
         payment = {
             "deposit": lambda: deposit(settlement),
             "withdrawal": lambda: withdrawal(settlement),
@@ -699,7 +429,7 @@ class TestBookApply:
         }[role]()
 
         assert ledger.apply(payment).reason is Reason.ACCOUNT_NOT_FOUND
-        assert ledger.settlement["GBP"].balance == 0
+        assert settlement_total(ledger, "GBP") == 0
         assert customer.balance == Decimal("100.00")
 
     def test_account_id_is_known_only_for_customer_accounts_in_the_book(self) -> None:
@@ -708,5 +438,5 @@ class TestBookApply:
 
         assert ledger.account_id(customer.number) == customer.id
         assert ledger.account_id(MISSING) is None
-        assert ledger.account_id(ledger.settlement["GBP"].number) is None
+        assert ledger.account_id(settlement_of(ledger, customer).number) is None
         assert ledger.account_id(None) is None

@@ -1,25 +1,89 @@
-"""The JSON shapes of the public contract (ARCHITECTURE.md section 9), built from domain values."""
+"""The JSON shapes of the public contract (docs/architecture.md, "Output shapes"), built from domain values.
+
+Each shape is a TypedDict, so mypy checks every presenter against the contract's keys and value types.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from processor.domain.accounts import Account, Customer
 from processor.domain.held import HeldMessage
 from processor.domain.ledger import StatementEntry, Violation
 from processor.domain.money import format_amount
-from processor.domain.payments import Outcome
+from processor.domain.outcomes import Outcome
 
 
-def customer_json(customer: Customer, accounts: Sequence[Account] | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {"number": customer.number, "name": customer.name, "email": customer.email}
+class AccountJson(TypedDict):
+    number: str
+    customer: int | None
+    type: str
+    status: str
+    currency: str
+    balance: str
+    overdraft_limit: str
+    reward_points: int
+
+
+class CustomerJson(TypedDict):
+    number: int
+    name: str
+    email: str
+    accounts: NotRequired[list[AccountJson]]
+
+
+class ConflictJson(TypedDict):
+    fields: list[str]
+    payload: dict[str, object]
+    at: str | None
+
+
+class OutcomeJson(TypedDict):
+    reference: str
+    status: str
+    reason: str | None
+    type: str | None
+    amount: str | None
+    currency: str | None
+    source: str | None
+    destination: str | None
+    errors: list[str]
+    delivery: str
+    conflicts: list[ConflictJson]
+
+
+class StatementEntryJson(TypedDict):
+    reference: str
+    amount: str
+    balance_after: str
+    at: str
+
+
+class VerifyJson(TypedDict):
+    ok: bool
+    violations: list[dict[str, str]]
+
+
+class HeldJson(TypedDict):
+    id: int | None
+    at: str | None
+    reason: str
+    task: str
+    task_id: str | None
+    reference: str | None
+    message: dict[str, object]
+    error: str
+
+
+def customer_json(customer: Customer, accounts: Sequence[Account] | None = None) -> CustomerJson:
+    data: CustomerJson = {"number": customer.number, "name": customer.name, "email": customer.email}
     if accounts is not None:
         data["accounts"] = [account_json(a) for a in accounts]
     return data
 
 
-def account_json(account: Account) -> dict[str, Any]:
+def account_json(account: Account) -> AccountJson:
     return {
         "number": account.number,
         "customer": account.customer,
@@ -32,7 +96,7 @@ def account_json(account: Account) -> dict[str, Any]:
     }
 
 
-def outcome_json(outcome: Outcome) -> dict[str, Any]:
+def outcome_json(outcome: Outcome) -> OutcomeJson:
     return {
         "reference": outcome.reference,
         "status": outcome.status.value,
@@ -55,7 +119,7 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def statement_json(entries: Sequence[StatementEntry]) -> list[dict[str, Any]]:
+def statement_json(entries: Sequence[StatementEntry]) -> list[StatementEntryJson]:
     return [
         {
             "reference": e.reference,
@@ -67,11 +131,11 @@ def statement_json(entries: Sequence[StatementEntry]) -> list[dict[str, Any]]:
     ]
 
 
-def verify_json(violations: Sequence[Violation]) -> dict[str, Any]:
+def verify_json(violations: Sequence[Violation]) -> VerifyJson:
     return {"ok": not violations, "violations": [{"check": v.check, **v.detail} for v in violations]}
 
 
-def held_json(held: HeldMessage) -> dict[str, Any]:
+def held_json(held: HeldMessage) -> HeldJson:
     return {
         "id": held.id,
         "at": None if held.at is None else held.at.isoformat(),
