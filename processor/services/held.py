@@ -10,19 +10,7 @@ from processor.logs import log_event
 
 def hold_message(uow: UnitOfWork, held: HeldMessage) -> int:
     """Record a message for operators, one that no outcome can be recorded for; returns its id."""
-    with uow:
-        held_id = uow.held.add(held)
-        uow.commit()
-    log_event(
-        "payment.held",
-        logging.ERROR,
-        id=held_id,
-        reason=held.reason,
-        task=held.task,
-        task_id=held.task_id,
-        reference=held.reference,
-        error=held.error,
-    )
+    [held_id] = hold_messages(uow, [held])
     return held_id
 
 
