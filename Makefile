@@ -1,4 +1,5 @@
-# One entry point for people and CI. `make demo` and `make test` work on a fresh clone.
+# One entry point for people and CI. `make demo` and `make test` work on a fresh clone; `make` lists the targets.
+# A target is listed when its line ends in `## what it does`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,54 +7,79 @@ DEMO_DATABASE_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/abcbank_demo
 # Redis database 15 is the demo's own, so the demo never meets another worker's queue (tests use 1 to 14).
 DEMO_BROKER_URL ?= redis://127.0.0.1:6379/15
 SAMPLE_ROWS ?= 1000
-
 FLOWER_PORT ?= 5555
+# `make test T=tests/unit/test_money.py` (or a node, T=tests/unit/test_money.py::test_name) runs just that.
+T ?=
+BENCH_ROWS ?= 100000
+BENCH_ARGS ?=
+# The lock files are resolved for the image's Python (python:3.11-slim) on Linux, with every file's hash.
+# `make lock LOCK_ARGS=--upgrade` moves every pin to the newest version pyproject.toml allows.
+LOCK_ARGS ?=
+LOCK_FLAGS = --generate-hashes --python-version 3.11 --python-platform linux --custom-compile-command 'make lock' \
+	--quiet $(LOCK_ARGS)
 
-.PHONY: help install test lint format demo sample worker flower clean
+.DEFAULT_GOAL := help
+.PHONY: help install lock test unit integration e2e lint format demo sample bench worker flower clean
 
-help:
-	@echo "make demo    run a small bank end to end through a real worker, on a fresh demo database"
-	@echo "make sample  write sample.csv: $(SAMPLE_ROWS) payments between the demo's accounts, 5 of them bad (SAMPLE_ROWS=N)"
-	@echo "make test    run the test suite (real PostgreSQL)"
-	@echo "make lint    ruff and mypy"
-	@echo "make format  apply ruff's formatting and safe fixes"
-	@echo "make worker  run a worker in the foreground (DATABASE_URL, CELERY_BROKER_URL)"
-	@echo "make flower  watch the workers at http://127.0.0.1:$(FLOWER_PORT) (needs FLOWER_BASIC_AUTH=user:password)"
+help: ## list the targets
+	@echo "usage: make TARGET [VARIABLE=value ...]"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-install: $(VENV)/.installed
+# The same pinned versions as CI and the image (requirements-dev.lock is requirements.lock plus the [dev] tools),
+# each file checked against its hash; then this project, editable, adding nothing to the pins.
+install: $(VENV)/.installed ## make .venv: the locked dependencies, then this project (editable)
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: requirements.lock requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-test: install
-	$(BIN)/pytest
+# After a change to the dependencies in pyproject.toml. The dev lock first, then the runtime one held to the dev
+# lock's versions, so the image runs what the tests ran. Existing pins stay unless pyproject.toml rules them out.
+lock: install ## regenerate the lock files (LOCK_ARGS=--upgrade for the newest versions allowed)
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o requirements-dev.lock
+	$(BIN)/uv pip compile pyproject.toml -c requirements-dev.lock $(LOCK_FLAGS) -o requirements.lock
 
-lint: install
+test: install ## run the test suite on real PostgreSQL and Redis (T=path or T=path::test for just that)
+	$(BIN)/pytest $(T)
+
+unit: install ## run tests/unit: the domain and the message models, no services needed
+	$(BIN)/pytest tests/unit
+
+integration: install ## run tests/integration: services, CLIs and migrations on PostgreSQL
+	$(BIN)/pytest tests/integration
+
+e2e: install ## run tests/e2e: real worker processes, Redis and PostgreSQL
+	$(BIN)/pytest tests/e2e
+
+lint: install ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy processor submit tests migrations
 
-format: install
+format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-demo: install
+demo: install ## run a small bank end to end through a real worker, on a fresh demo database
 	DATABASE_URL=$(DEMO_DATABASE_URL) CELERY_BROKER_URL=$(DEMO_BROKER_URL) $(BIN)/python -m processor.demo
 
-sample: install
+sample: install ## write sample.csv: SAMPLE_ROWS (1000) payments between the demo's accounts, 5 of them bad
 	DATABASE_URL=$(DEMO_DATABASE_URL) $(BIN)/submit generate --rows $(SAMPLE_ROWS) --out sample.csv
 
-worker: install
+bench: install ## run the benchmark (python -m bench) on BENCH_ROWS (100000) payments; BENCH_ARGS go to it
+	BENCH_ROWS=$(BENCH_ROWS) $(BIN)/python -m bench $(BENCH_ARGS)
+
+worker: install ## run a worker in the foreground (DATABASE_URL, CELERY_BROKER_URL)
 	$(BIN)/celery -A processor worker --loglevel=INFO
 
 # Flower shows payment details (accounts, amounts), so it never runs without credentials. Read-only: revoking a
 # payment's task from a browser would leave it without an outcome.
-flower: install
+flower: install ## watch the workers at http://127.0.0.1:FLOWER_PORT (5555); needs FLOWER_BASIC_AUTH=user:password
 	@test -n "$$FLOWER_BASIC_AUTH" || { echo "error: set FLOWER_BASIC_AUTH=user:password first" >&2; exit 2; }
 	$(BIN)/celery -A processor flower --port=$(FLOWER_PORT) --address=127.0.0.1 --read_only=true
 
-clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
+clean: ## remove .venv and the caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info build dist

@@ -9,7 +9,9 @@ from processor.config import get_settings
 from processor.db.tables import Base
 
 config = context.config
-if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+# The `alembic` command reads alembic.ini, whose logging section applies; processor/db/admin.py passes no file, and
+# the processor's own logging stays as it is.
+if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = Base.metadata

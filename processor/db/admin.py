@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import sqlalchemy
@@ -10,15 +11,23 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import URL, make_url
 
-ROOT = Path(__file__).resolve().parents[2]
+
+def migrations_directory() -> Path:
+    """The Alembic scripts: the package processor.migrations, which is the repository's migrations/ in an editable
+    install (pyproject.toml maps one to the other) and a copy in site-packages in an installed one."""
+    scripts = resources.files("processor.migrations")
+    if not isinstance(scripts, Path):  # a zipped install: Alembic reads its scripts from a directory
+        raise RuntimeError(f"the migrations are not in a directory ({scripts}): install the package unzipped")
+    return scripts
 
 
 def alembic_config(url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
+    """Alembic's settings for migrating the database at a URL. No alembic.ini: an installed copy has none (that file
+    is for the `alembic` command from the repository root, such as `alembic revision --autogenerate`)."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_directory()))
     # ConfigParser treats % as interpolation; a password may contain one.
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    config.attributes["configure_logger"] = False
     return config
 
 

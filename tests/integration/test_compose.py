@@ -2,7 +2,7 @@
 
 Every command a service runs must name something that exists here (a console script and a real click command, or
 the Celery app and a Celery subcommand), every setting it passes must be one processor/config.py reads, Redis must
-keep what it is given, and the image must hold what `processor db upgrade` looks for.
+keep what it is given, and the image must install the locked dependencies and then the project, migrations and all.
 """
 
 from __future__ import annotations
@@ -22,17 +22,21 @@ from typing import Any
 import click
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 from sqlalchemy.engine import make_url
 
 import processor
 from processor.config import Settings, env_name
-from processor.db import admin
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PYPROJECT = ROOT / "pyproject.toml"
+RUNTIME_LOCK = ROOT / "requirements.lock"
+DEV_LOCK = ROOT / "requirements-dev.lock"
 
 CELERY_SUBCOMMANDS = ("worker", "flower")
 REQUIRED = re.compile(r"^\$\{(?P<name>[A-Z_][A-Z0-9_]*):\?[^}]+\}$")
@@ -201,19 +205,23 @@ class Image:
     workdir: PurePosixPath
     paths: dict[PurePosixPath, str]  # where each copied source ends up in the image -> that source
     user: str | None
+    runs: list[tuple[PurePosixPath, str]]  # each RUN's command and the WORKDIR it runs in
 
 
 def image_layout() -> Image:
-    """Follow WORKDIR, COPY and USER: a directory source's contents go into the destination, a file goes into a
+    """Follow WORKDIR, COPY, RUN and USER: a directory source's contents go into the destination, a file goes into a
     destination that ends in / (or takes several sources), otherwise it becomes the destination."""
     workdir = PurePosixPath("/")
     paths: dict[PurePosixPath, str] = {}
     user: str | None = None
+    runs: list[tuple[PurePosixPath, str]] = []
     for keyword, arguments in dockerfile_instructions():
         if keyword == "WORKDIR":
             workdir = workdir / arguments
         elif keyword == "USER":
             user = arguments
+        elif keyword == "RUN":
+            runs.append((workdir, arguments))
         elif keyword in ("COPY", "ADD"):
             words = [word for word in instruction_words(arguments) if not word.startswith("--")]
             assert not any(word.startswith("--from") for word in instruction_words(arguments)), "multi-stage COPY"
@@ -225,7 +233,7 @@ def image_layout() -> Image:
                     paths[target] = source
                 else:
                     paths[target / PurePosixPath(source).name if into_directory else target] = source
-    return Image(workdir, paths, user)
+    return Image(workdir, paths, user, runs)
 
 
 def dockerignore_patterns() -> list[str]:
@@ -233,18 +241,77 @@ def dockerignore_patterns() -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
+def setuptools_config() -> dict[str, Any]:
+    config = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]
+    assert isinstance(config, dict)
+    return config
+
+
+def listed_packages() -> list[str]:
+    packages = setuptools_config().get("packages")
+    assert isinstance(packages, list), "pyproject.toml lists the packages under [tool.setuptools] packages"
+    return [str(package) for package in packages]
+
+
+def package_directory(package: str) -> Path:
+    """Where setuptools takes a package from: the longest package-dir mapping that covers it, else its own path."""
+    mapping = {str(name): str(path) for name, path in (setuptools_config().get("package-dir") or {}).items()}
+    parts = package.split(".")
+    for cut in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:cut])
+        if prefix in mapping:
+            return ROOT / mapping[prefix] / Path(*parts[cut:])
+    return ROOT / Path(*parts)
+
+
 def needed_in_image() -> list[str]:
-    """The top-level paths the image needs: what `pip install .` builds from, and what migrating reads."""
+    """The top-level paths the image needs: the lock it installs, and what `pip install .` builds from (the packages'
+    directories, the migrations among them)."""
     project = tomllib.loads(PYPROJECT.read_text())
-    packages = project["tool"]["setuptools"]["packages"]["find"]["include"]
-    needed = ["pyproject.toml", str(project["project"]["readme"])]
-    needed += sorted({str(pattern).rstrip("*").rstrip(".") for pattern in packages})
-    import_root = Path(processor.__file__).resolve().parents[1]
-    config = admin.alembic_config("postgresql+psycopg2://postgres@localhost/abcbank")
-    for used in (config.config_file_name, config.get_main_option("script_location")):
-        assert used is not None
-        needed.append(Path(used).resolve().relative_to(import_root).parts[0])
+    needed = [RUNTIME_LOCK.name, "pyproject.toml", str(project["project"]["readme"])]
+    needed += sorted({package_directory(package).relative_to(ROOT).parts[0] for package in listed_packages()})
     return needed
+
+
+def pip_installs(image: Image) -> list[tuple[PurePosixPath, list[str]]]:
+    """The arguments of each `pip install` the Dockerfile runs, with the WORKDIR it runs in."""
+    found: list[tuple[PurePosixPath, list[str]]] = []
+    for workdir, command in image.runs:
+        for step in re.split(r"&&|;", command):
+            words = shlex.split(step)
+            if words[:2] == ["pip", "install"] or words[:4] == ["python", "-m", "pip", "install"]:
+                found.append((workdir, words[words.index("install") + 1 :]))
+    return found
+
+
+def lock_pins(path: Path) -> dict[str, Version]:
+    """name -> version for each `name==version` in a lock file, each of which must carry at least one hash."""
+    pins: dict[str, Version] = {}
+    requirement: str | None = None
+    hashes: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if line and not line[0].isspace() and not line.startswith("#"):
+            name, separator, version = stripped.rstrip("\\").strip().partition("==")
+            assert separator, f"{path.name}: {stripped!r} is not pinned with =="
+            requirement = canonicalize_name(name)
+            pins[requirement] = Version(version)
+            hashes[requirement] = 0
+        elif stripped.startswith("--hash=sha256:") and requirement is not None:
+            hashes[requirement] += 1
+    unhashed = sorted(name for name, count in hashes.items() if count == 0)
+    assert not unhashed, f"{path.name}: no hash for {unhashed}"
+    return pins
+
+
+def assert_pins_satisfy(requirements: list[str], pins: dict[str, Version], lock: Path) -> None:
+    for text in requirements:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{lock.name} pins no {requirement.name} (pyproject.toml asks for {text}): make lock"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"{lock.name} pins {requirement.name}=={pins[name]}, outside {text} (pyproject.toml): make lock"
+        )
 
 
 # --- Commands ------------------------------------------------------------------------------------------------------
@@ -439,14 +506,60 @@ def test_image_copies_everything_the_package_and_migrations_need() -> None:
         assert not ignored, f".dockerignore excludes {path} ({ignored})"
 
 
-def test_image_imports_the_code_from_where_alembic_ini_and_migrations_are() -> None:
-    # admin.py looks next to the directory the processor package was imported from. A wheel holds neither
-    # alembic.ini nor migrations/, so the image must import processor from its WORKDIR copy (PYTHONPATH).
+def test_image_installs_the_lock_with_hashes_then_the_project_without_dependencies() -> None:
     image = image_layout()
-    import_root = PurePosixPath(dockerfile_env().get("PYTHONPATH", "").split(":")[0] or "/nowhere")
-    assert import_root == image.workdir, f"PYTHONPATH should start with the WORKDIR {image.workdir}"
-    for path in needed_in_image():
-        assert import_root / path in image.paths, f"{path} is not copied to {import_root / path}"
+    installs = pip_installs(image)
+    locked = [index for index, (_, args) in enumerate(installs) if "-r" in args]
+    assert len(locked) == 1, f"the Dockerfile should install one lock file with -r: {installs}"
+    workdir, args = installs[locked[0]]
+    assert "--require-hashes" in args, f"the lock must be installed with --require-hashes: pip install {args}"
+    lock_path = workdir / args[args.index("-r") + 1]
+    assert image.paths.get(lock_path) == RUNTIME_LOCK.name, f"{lock_path} is not the copied {RUNTIME_LOCK.name}"
+
+    project = [index for index, (_, args) in enumerate(installs) if "." in args]
+    assert len(project) == 1, f"the Dockerfile should `pip install --no-deps .` once: {installs}"
+    workdir, args = installs[project[0]]
+    assert project[0] > locked[0], "the project is installed after its locked dependencies"
+    assert "--no-deps" in args, "the project must bring in nothing the lock does not pin: pip install --no-deps ."
+    assert image.paths.get(workdir / "pyproject.toml") == "pyproject.toml", f"no pyproject.toml in {workdir}"
+    assert len(installs) == 2, f"nothing but the lock and the project is installed: {installs}"
+
+
+def test_image_needs_no_source_tree_on_the_path() -> None:
+    # The migrations are installed with the package (processor.migrations), so the installed copy is the only one.
+    assert "PYTHONPATH" not in dockerfile_env(), "the installed package needs no PYTHONPATH"
+    assert "alembic.ini" not in set(image_layout().paths.values()), "`processor db upgrade` does not read alembic.ini"
+
+
+def test_every_package_directory_is_listed_in_pyproject() -> None:
+    # pyproject.toml lists the packages (the migrations map to processor.migrations), so a new package directory that
+    # is not listed would be left out of the installed copy while the editable install still found it.
+    listed = listed_packages()
+    found: set[str] = set()
+    for top, directory in (("processor", ROOT / "processor"), ("submit", ROOT / "submit")):
+        for init in directory.rglob("__init__.py"):
+            found.add(".".join([top, *init.parent.relative_to(directory).parts]))
+    found.add("processor.migrations")
+    found.add("processor.migrations.versions")  # no __init__.py: the revisions are loaded by Alembic, not imported
+    assert sorted(found) == sorted(listed), f"[tool.setuptools] packages should be {sorted(found)}"
+    for package in listed:
+        assert package_directory(package).is_dir(), f"{package}: no directory {package_directory(package)}"
+    assert package_directory("processor.migrations") == ROOT / "migrations", "processor.migrations is migrations/"
+    data = setuptools_config().get("package-data") or {}
+    assert "script.py.mako" in data.get("processor.migrations", []), "the revision template ships with the package"
+
+
+def test_lock_files_pin_what_pyproject_asks_for_and_agree() -> None:
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    runtime = lock_pins(RUNTIME_LOCK)
+    dev = lock_pins(DEV_LOCK)
+    assert_pins_satisfy([str(text) for text in project["dependencies"]], runtime, RUNTIME_LOCK)
+    assert_pins_satisfy(
+        [str(text) for text in [*project["dependencies"], *project["optional-dependencies"]["dev"]]], dev, DEV_LOCK
+    )
+    differing = {name: (version, dev.get(name)) for name, version in runtime.items() if dev.get(name) != version}
+    assert not differing, f"the image would run other versions than the tests: {differing} (make lock)"
+    assert not {"pytest", "ruff", "mypy"} & set(runtime), "dev tools in the runtime lock"
 
 
 def test_image_runs_as_a_non_root_user_without_dev_dependencies() -> None:
@@ -457,6 +570,7 @@ def test_image_runs_as_a_non_root_user_without_dev_dependencies() -> None:
     installs = [arguments for keyword, arguments in dockerfile_instructions() if "pip install" in arguments]
     assert installs, "the Dockerfile does not pip install the project"
     assert all("[dev]" not in install and "-e " not in install for install in installs), installs
+    assert all(DEV_LOCK.name not in install for install in installs), installs
     env = dockerfile_env()
     assert env.get("PYTHONUNBUFFERED") == "1", "logs must not sit in a buffer"
     assert env.get("PYTHONDONTWRITEBYTECODE") == "1"

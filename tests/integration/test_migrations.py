@@ -1,14 +1,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy
 from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from processor.db.admin import alembic_config
 from processor.db.tables import Base
 from tests.conftest import ThrowawayDatabases
+
+ROOT = Path(__file__).resolve().parents[2]
+SOME_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/abcbank"
 
 
 @pytest.fixture
@@ -77,3 +83,22 @@ class TestMigrations:
         finally:
             engine.dispose()
         assert actual == expected
+
+
+class TestWhereTheMigrationsAre:
+    def test_the_processor_migrates_without_alembic_ini(self) -> None:
+        # An installed copy has no alembic.ini: the scripts come from the package processor.migrations.
+        config = alembic_config(SOME_URL)
+        assert config.config_file_name is None
+        assert Path(ScriptDirectory.from_config(config).dir).name == "migrations"
+
+    def test_the_package_is_the_directory_alembic_ini_names(self) -> None:
+        # In the editable install the tests run in, processor.migrations is the top-level migrations/ itself, so
+        # `processor db upgrade` and the `alembic` command from the repository root run the same revisions.
+        from_package = ScriptDirectory.from_config(alembic_config(SOME_URL))
+        from_ini = ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini")))
+        assert Path(from_package.dir).resolve() == Path(from_ini.dir).resolve() == ROOT / "migrations"
+        assert [script.revision for script in from_package.walk_revisions()] == [
+            script.revision for script in from_ini.walk_revisions()
+        ]
+        assert from_package.get_heads() == from_ini.get_heads()
