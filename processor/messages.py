@@ -1,4 +1,4 @@
-"""The message contract (ARCHITECTURE.md section 3): queue, task names and kwargs, shared by workers and `submit`.
+"""The message contract (docs/architecture.md): queue, task names and kwargs, shared by workers and `submit`.
 
 Each field is checked by the domain's own parser, so a message is valid here exactly when the processor would
 accept it: a producer that validates with these models never sends what a worker would reject as malformed.

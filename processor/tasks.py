@@ -1,4 +1,4 @@
-"""The payment tasks (ARCHITECTURE.md section 3): validate the message, call one service, return the outcome."""
+"""The payment tasks (docs/architecture.md): validate the message, call one service, return the outcome."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ BATCHES_PER_BURST = 4  # batches sent together after one outcome query, grouped 
 
 @dataclass
 class Summary:
-    """What happened to a file's rows (ARCHITECTURE.md section 9, file summary)."""
+    """What happened to a file's rows (docs/architecture.md, "Output shapes": file summary)."""
 
     rows: int = 0
     valid: int = 0

@@ -1,4 +1,4 @@
-"""Payment files (ARCHITECTURE.md section 9): CSV with a header, or JSON Lines, read one row at a time.
+"""Payment files (docs/architecture.md, "Payment files"): CSV with a header, or JSON Lines, read one row at a time.
 
 A reader never holds more than one row: a file of a million rows needs no more memory than one of a thousand.
 A row it cannot read (bytes that are not UTF-8, the wrong number of columns, a line that is not a JSON object)

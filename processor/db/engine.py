@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 def get_engine(url: str, lock_timeout: float | None = None, statement_timeout: float | None = None) -> Engine:
     # pool_pre_ping replaces a connection the server dropped (restart, failover) rather than failing on it.
     # Read Committed, whatever the server's default: each statement after a lock wait must see what the
-    # lock holder committed (the reference check after the advisory lock depends on it).
+    # lock holder committed (the outcomes read after the account locks depend on it).
     # A server that stops answering must fail a connection in seconds, not hang it: a worker process waiting on
     # a dead socket would hold its messages, and the main process's time limits, with it.
     # Timeouts are set once per connection, as server options, rather than per transaction: that is a round

@@ -1,6 +1,6 @@
 """Flower watches a real worker: its API lists the worker and the payment tasks with their outcomes, behind basic auth.
 
-ARCHITECTURE.md sections 3 and 8: task events are on, and each task returns its outcome, so Flower shows it.
+docs/architecture.md, "Celery settings": task events are on, and each task returns its outcome, so Flower shows it.
 """
 
 from __future__ import annotations

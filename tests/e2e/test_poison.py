@@ -1,6 +1,6 @@
 """Poison messages on the queue: each has no effect, is handled once, and the worker goes on serving.
 
-ARCHITECTURE.md sections 3 and 4: JSON only, keyword arguments only; a message that cannot be validated is recorded
+docs/architecture.md: JSON only, keyword arguments only; a message that cannot be validated is recorded
 as rejected/invalid_request when its reference can be read, held for operators when not, and never retried in a loop.
 """
 

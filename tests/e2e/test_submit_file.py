@@ -1,6 +1,6 @@
 """`submit file` end to end: the installed command, real Redis, real PostgreSQL and real `celery -A processor worker`.
 
-ARCHITECTURE.md section 9: every row is validated before anything is sent, each new valid payment is sent once, and
+docs/architecture.md: every row is validated before anything is sent, each new valid payment is sent once, and
 with --wait the command ends when every sent row has an outcome, re-sending with the same reference what has none
 after --resend-after. Exit 0 when every row was valid and had its outcome, 1 otherwise, 2 for a usage error or an
 unreadable file.

@@ -1,4 +1,4 @@
-"""The operator CLI (ARCHITECTURE.md section 9): JSON shapes, exit codes, and one clear stderr line on failure."""
+"""The operator CLI (docs/architecture.md): JSON shapes, exit codes, and one clear stderr line on failure."""
 
 from __future__ import annotations
 

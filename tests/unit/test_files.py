@@ -1,4 +1,4 @@
-"""The payment file readers (ARCHITECTURE.md section 9): each row or the reason it cannot be read, at its line."""
+"""The payment file readers (docs/architecture.md): each row or the reason it cannot be read, at its line."""
 
 from __future__ import annotations
 

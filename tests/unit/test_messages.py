@@ -1,4 +1,4 @@
-"""The message contract (ARCHITECTURE.md section 3): what a producer may send, and what a worker makes of it."""
+"""The message contract (docs/architecture.md): what a producer may send, and what a worker makes of it."""
 
 from __future__ import annotations
 
