@@ -1,5 +1,5 @@
 # The processor image: one image for the migrate job, the workers, Flower and the operator CLIs (processor, submit).
-# docker-compose.yml builds it; tests/integration/test_compose.py checks this file against the project.
+# docker-compose.yml builds it; tests/unit/test_compose.py checks this file against the project.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
