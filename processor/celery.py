@@ -1,25 +1,4 @@
-"""The Celery app: `celery -A processor worker` applies payment requests, `celery -A processor flower` watches.
-
-Why these settings (ARCHITECTURE.md section 8):
-- Delivery is at least once: a message is acked only after its task has returned (acks late), and a task whose
-  worker process died is sent again (retry on worker lost, bounded by the task's max_retries). Exactly-once
-  effects come from PostgreSQL, where each reference is recorded with its effects in one transaction. (Except
-  that kombu's Redis transport can lose a message whose worker is killed between taking it off the queue and
-  recording it as unacked: senders resend references that stay pending; README, "Delivery".)
-- Prefetch 1: a worker holds few unacked messages, so a killed worker strands few. Retries waiting for their
-  countdown are held unacked too, and prefetch does not count those.
-- Redis gives an unacked message to another worker after the visibility timeout (default 300 s). It must be longer
-  than the longest retry countdown (60 s) plus the task time limit (60 s), or a retry waiting for its countdown
-  would be delivered twice; settings refuse a shorter one. Abandoned messages are looked for every 10 s (or
-  sooner, for short timeouts) rather than kombu's default of about 100 s.
-- Retries: transient database errors (processor/db/errors.py) are retried with capped exponential backoff and
-  full jitter. When the retries are spent the message is held for operators; if even that cannot be written
-  (the database is still away), it keeps being retried at the slowest pace, so nothing is acked unrecorded.
-- JSON only: a pickled message is refused on arrival (Celery logs and drops it) and never runs. So is a message
-  of the wrong shape (see guarded_strategy), which is also held for operators (processor/tasks.py).
-- No result backend: the ledger is the record and `submit status` reads it. Task events carry the returned
-  outcome to Flower.
-"""
+"""The Celery app and its settings; why each is set: docs/architecture.md, "Celery settings"."""
 
 from __future__ import annotations
 
@@ -58,34 +37,52 @@ def guarded_strategy(task: Task, app: Celery, consumer: Any, **options: Any) -> 
 
 
 class GuardedTask(Task):  # type: ignore[misc]
-    Strategy = f"{__name__}:guarded_strategy"
+    # Single-payment messages may be gathered into groups (processor/grouping.py); every other task is guarded.
+    Strategy = "processor.grouping:grouping_strategy"
 
 
 def make_app(settings: Settings) -> Celery:
     app = Celery("processor", broker=settings.celery_broker_url, include=["processor.tasks"], task_cls=GuardedTask)
     app.conf.update(
+        # JSON only: a pickled message is refused on arrival, never run, and held (processor/tasks.py).
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",
         event_serializer="json",
         task_default_queue=QUEUE,
+        # Acked once the task has returned, so after its transaction committed: delivery is at least once, and
+        # the reference recorded with its effects makes a redelivery harmless.
         task_acks_late=True,
+        # A task whose pool process died is sent again, within the task's max_retries; if that send fails, the
+        # message goes back to the queue instead.
         task_reject_on_worker_lost=True,
         task_retry_on_worker_lost=True,
+        # No result backend: the ledger is the record (`submit status` reads it); task events carry the outcome.
         task_ignore_result=True,
+        # A stuck task is killed and held as retries_spent: it may or may not have committed, a resend settles it.
         task_time_limit=settings.task_time_limit,
-        worker_prefetch_multiplier=1,
+        # A group gathers only what the worker has prefetched (README, "Grouped apply in the worker"); what a
+        # killed worker held unacked comes back after the visibility timeout. Retries waiting for their countdown
+        # are not counted.
+        worker_prefetch_multiplier=settings.worker_prefetch_multiplier(),
         worker_concurrency=settings.worker_concurrency,
+        # Flower is built from task events, the returned outcome included.
         worker_send_task_events=True,
         task_send_sent_event=True,
+        # After a lost broker connection running tasks cannot be acked and come back anyway: stop doing them twice.
         worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A worker started before Redis waits for it instead of exiting.
         broker_connection_retry_on_startup=True,
         broker_transport_options={
+            # Redis redelivers an unacked message after this; settings keep it above the longest retry countdown
+            # plus the task time limit, or a retry still waiting for its countdown would be delivered twice.
             "visibility_timeout": settings.visibility_timeout,
+            # Abandoned messages are looked for every 10 s (sooner for short timeouts), not kombu's ~100 s.
             "unacked_restore_interval": min(10, max(1, settings.visibility_timeout // 5)),
             "unacked_restore_throttle": 1,
         },
     )
+    app.steps["consumer"].add("processor.grouping:Grouping")
     return app
 
 

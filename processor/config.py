@@ -12,9 +12,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from processor.domain.book import Policy
 from processor.domain.errors import InvalidValue
 from processor.domain.money import parse_currency
-from processor.domain.payments import Policy
 
 _POLICY = Policy()  # the domain's defaults, so they are stated once
 
@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     # The pool process running a task past this is killed; the message is held for operators (retries_spent).
     task_time_limit: int = Field(default=60, ge=1)
     worker_concurrency: int | None = Field(default=None, ge=1)
+    # Single-payment messages a worker applies in one transaction (1: none; at most a payments.batch's 1,000),
+    # gathered for group_wait_ms after the first, or longer while every pool process is busy (processor/grouping.py).
+    group_size: int = Field(default=50, ge=1, le=1000)
+    group_wait_ms: float = Field(default=5.0, ge=0)
+    # Unacked messages a worker holds per pool process; unset, enough for a group running and the next filling.
+    prefetch_multiplier: int | None = Field(default=None, ge=1)
     log_format: Literal["text", "json"] = "text"
     # Unset: the CLI logs warnings only (its output is the result), long-running processes log INFO.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
@@ -109,6 +115,12 @@ class Settings(BaseSettings):
         if scheme not in ("redis", "rediss", "sentinel"):
             raise ValueError(f"{value!r} is not a Redis URL such as redis://127.0.0.1:6379/0")
         return value
+
+    def worker_prefetch_multiplier(self) -> int:
+        """Celery's worker_prefetch_multiplier: a group can only gather messages the worker has prefetched."""
+        if self.prefetch_multiplier is not None:
+            return self.prefetch_multiplier
+        return 1 if self.group_size == 1 else 2 * self.group_size
 
     def policy(self) -> Policy:
         return Policy(

@@ -74,7 +74,9 @@ class TestWorkerCrash:
         accounts = bank(make_uow)
         contended = accounts[0]
         traffic = mixed_traffic(accounts, 500, "crash")
-        first = start_worker(PROCESSOR_LOCK_TIMEOUT="4")
+        # The one-by-one path, whose prefetch of 1 strands exactly the messages being applied; the grouped path's
+        # crashes are in test_grouping.py.
+        first = start_worker(PROCESSOR_LOCK_TIMEOUT="4", PROCESSOR_GROUP_SIZE="1")
         send(producer, traffic.all())
         wait_until_recorded(make_uow, traffic.references, 50, first)
 
@@ -105,7 +107,7 @@ class TestWorkerCrash:
         blocked = [deposit_message(contended.number, f"blocked-{n}") for n in range(2)]
         traffic = mixed_traffic(accounts, 300, "child")
         # Lock waits outlast the few moments it takes to see both pool children waiting and kill one.
-        worker = start_worker(concurrency=2, PROCESSOR_LOCK_TIMEOUT="4")
+        worker = start_worker(concurrency=2, PROCESSOR_LOCK_TIMEOUT="4", PROCESSOR_GROUP_SIZE="1")
 
         with account_locked(database_url, contended.number):
             blocked_ids = send_with_ids(producer, blocked)
