@@ -162,8 +162,8 @@ class Unreadable:
 
 def read_batch(
     args: Sequence[object], kwargs: Mapping[str, object]
-) -> tuple[list[PaymentRequest | InvalidPayment], list[Unreadable]]:
-    """What a worker received in a payments.batch message: each item as if it had been sent alone.
+) -> tuple[list[tuple[int, PaymentRequest | InvalidPayment]], list[Unreadable]]:
+    """What a worker received in a payments.batch message: each item, by its index, as if it had been sent alone.
 
     Raises InvalidRequest when the message itself is malformed (positional arguments, no list of 1 to 1,000
     payments, other kwargs): then not one of its items can be trusted to be what the sender meant.
@@ -181,12 +181,12 @@ def read_batch(
         errors.append(FieldError("payments", f"must be a list of 1 to {BATCH_MAX} payments"))
     if errors or not isinstance(payments, list):
         raise InvalidRequest(errors)
-    requests: list[PaymentRequest | InvalidPayment] = []
+    requests: list[tuple[int, PaymentRequest | InvalidPayment]] = []
     unreadable: list[Unreadable] = []
     for index, item in enumerate(payments):
         fields = item if isinstance(item, dict) else {"item": item}
         try:
-            requests.append(read_fields(fields))
+            requests.append((index, read_fields(fields)))
         except InvalidRequest as error:
             unreadable.append(Unreadable(index, fields, error))
     return requests, unreadable

@@ -190,25 +190,28 @@ def apply_batch_message(task: Task, args: Sequence[object], kwargs: Mapping[str,
     }
 
 
-def _apply_isolating(task: Task, requests: Sequence[PaymentRequest | InvalidPayment], counts: Counter[str]) -> None:
+def _apply_isolating(
+    task: Task, items: Sequence[tuple[int, PaymentRequest | InvalidPayment]], counts: Counter[str]
+) -> None:
     try:
-        outcomes = apply_payments(worker_unit_of_work(), requests, _settings.policy(), actor=_actor(task))
+        outcomes = apply_payments(worker_unit_of_work(), [r for _, r in items], _settings.policy(), actor=_actor(task))
     except Exception as error:
         if is_transient(error):
             raise
-        if len(requests) == 1:
-            # The one payment that fails the batch: held as a bug to look at, so that the others can apply.
-            [request] = requests
+        if len(items) == 1:
+            # The one payment that fails the batch: held as a bug to look at, so that the others can apply. Held
+            # under its place in the batch, like every other hold of a batch's item, so each is held once.
+            [(index, request)] = items
             fields = {"reference": request.reference, **request.payload()}
             held = HeldMessage.of(
-                HeldReason.FAILED, task.name, f"{task.request.id}#{request.reference}", (), fields, repr(error)
+                HeldReason.FAILED, task.name, _item_id(task.request.id, index), (), fields, repr(error)
             )
             hold_message(worker_unit_of_work(), held)
             counts["held"] += 1
             return
-        middle = len(requests) // 2
-        _apply_isolating(task, requests[:middle], counts)
-        _apply_isolating(task, requests[middle:], counts)
+        middle = len(items) // 2
+        _apply_isolating(task, items[:middle], counts)
+        _apply_isolating(task, items[middle:], counts)
         return
     for outcome in outcomes:
         counts[_count_key(outcome)] += 1

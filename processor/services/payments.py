@@ -16,24 +16,20 @@ from processor.logs import log_event
 Request = PaymentRequest | InvalidPayment
 
 
-# How often a batch is decided again at once when another transaction recorded one of its references meanwhile;
-# past that the error goes to the task's own retries.
-RACE_ATTEMPTS = 3
-
-
 def apply_payments(
     uow: UnitOfWork, requests: Sequence[Request], policy: Policy, actor: str = "processor"
 ) -> list[Outcome]:
     """Apply a batch of payment requests in one transaction: one outcome per request, one effect per reference."""
-    attempt = 1
-    while True:
+    # Each lost race shows this batch one more recorded reference when it is decided again, so it cannot lose more
+    # often than it has references; the bound only guards against a bug.
+    attempts = len({r.reference for r in requests}) + 1
+    for attempt in range(1, attempts + 1):
         try:
             outcomes = _apply_once(uow, requests, policy)
             break
         except LostRace:
-            if attempt == RACE_ATTEMPTS:
+            if attempt == attempts:
                 raise
-            attempt += 1
     for outcome in outcomes:
         _log(outcome, actor)
     return outcomes

@@ -155,6 +155,30 @@ class TestSameReferenceOnOtherAccounts:
         assert verify_ledger(make_uow()) == []
 
 
+class TestConflictsRace:
+    def test_batches_recording_the_same_conflicts_in_opposite_orders_do_not_deadlock(
+        self, make_uow: UowFactory
+    ) -> None:
+        account = make_account(make_uow)
+        references = [f"conflicted-{n}" for n in range(100)]
+        pay(make_uow, *(deposit(account.number, "1.00", reference=r) for r in references))
+        # Invalid resends lock no account, so nothing but the conflict rows' own order queues these batches.
+        resends = [read_fields({"reference": r, "type": "deposit", "amount": "bad"}) for r in references]
+
+        def job(i: int) -> list[Outcome]:
+            results: list[Outcome] = []
+            for _ in range(5):
+                results += pay(make_uow, *(resends if i % 2 else resends[::-1]))
+            return results
+
+        outcomes = [o for batch in race(THREADS, job) for o in batch]
+        assert {o.delivery.value for o in outcomes} == {"conflict"}
+        with make_uow() as uow:
+            stored = uow.session.scalar(sqlalchemy.text("SELECT count(*) FROM transaction_conflicts"))
+        assert stored == len(references)
+        assert balance(make_uow, account.number) == Decimal(len(references))
+
+
 class TestStatusChangeMeetsPayment:
     def test_payment_waiting_for_the_lock_sees_the_status_committed_meanwhile(self, make_uow: UowFactory) -> None:
         account = make_account(make_uow, balance="10.00")

@@ -139,8 +139,11 @@ class TransactionRepository:
         return {r.reference: r.id for r in rows}
 
     def add_conflicts(self, conflicts: Sequence[tuple[int, Conflict]]) -> None:
-        if conflicts:
-            # A conflicting attempt racing its own redelivery is still recorded once.
+        """Record later attempts that conflicted; one that is already recorded (a redelivery) is skipped."""
+        # In one fixed order, like the transactions: batches racing to record the same conflicts (invalid or
+        # unknown-account resends lock no account that would queue them) wait in one order, without deadlock.
+        unique = {(tid, c.fingerprint): (tid, c) for tid, c in conflicts}
+        if unique:
             self.session.execute(
                 pg_insert(TransactionConflictRow).on_conflict_do_nothing(
                     index_elements=[TransactionConflictRow.transaction_id, TransactionConflictRow.fingerprint]
@@ -152,7 +155,7 @@ class TransactionRepository:
                         "payload": dict(c.payload),
                         "fingerprint": c.fingerprint,
                     }
-                    for tid, c in conflicts
+                    for tid, c in (unique[key] for key in sorted(unique))
                 ],
             )
 
