@@ -57,7 +57,7 @@ e2e: install ## run tests/e2e: real worker processes, Redis and PostgreSQL
 lint: install ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy processor submit tests migrations
+	$(BIN)/mypy processor submit tests migrations bench
 
 format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
