@@ -217,7 +217,7 @@ def verify(as_json: bool) -> None:
 
 
 @cli.command("held")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="How many, newest last.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="How many, newest last.")
 @json_option
 @reports_errors
 def held(limit: int, as_json: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, ParamSpec, TypeVar
@@ -73,3 +74,18 @@ def emit(as_json: bool, data: Any, render: Callable[[], None]) -> None:
         click.echo(json.dumps(data, indent=2))
     else:
         render()
+
+
+class Seconds(click.FloatRange):
+    """A finite number of seconds in a range: NaN, which compares false with every bound, and infinity are refused."""
+
+    name = "seconds"
+
+    def __init__(self, min: float = 0.0, max: float = 7 * 24 * 3600.0) -> None:
+        super().__init__(min=min, max=max)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return number

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -12,7 +13,7 @@ import click
 from rich.table import Table
 
 from processor.messages import BATCH_MAX
-from processor.terminal import console, emit, json_option, reports_errors
+from processor.terminal import Seconds, console, emit, json_option, reports_errors
 from submit.batch import FileRun, Summary, submit_file
 from submit.cli.broker import reports_broker_errors
 from submit.client import Client
@@ -67,10 +68,10 @@ def write_outcomes(path: Path) -> Callable[[FileRun], None]:
 )
 @click.option("--dry-run", is_flag=True, help="Validate every row; send nothing.")
 @click.option("--wait", is_flag=True, help="Wait until every sent row has an outcome, or --timeout passes.")
-@click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(min=0), help="Seconds --wait waits.")
+@click.option("--timeout", default=600.0, show_default=True, type=Seconds(), help="Seconds --wait waits.")
 @click.option(
     "--resend-after",
-    type=click.FloatRange(min=1),
+    type=Seconds(min=1),
     default=None,
     help="With --wait: send again (same reference, so safely) a row with no outcome after this many seconds.",
 )
@@ -106,9 +107,14 @@ def file_(
     if resend_after is not None and not wait:
         raise click.UsageError("--resend-after needs --wait")
     if outcomes_path is not None:
-        # Found out now, not after the whole file has been sent and waited for.
+        if outcomes_path.resolve() == path.resolve() or (
+            outcomes_path.exists() and path.exists() and os.path.samefile(outcomes_path, path)
+        ):
+            raise click.UsageError("--outcomes names the payment file itself; it would be overwritten")
+        # Found out now, not after the whole file has been sent and waited for; opened to append, so that
+        # checking truncates nothing.
         try:
-            outcomes_path.open("w").close()
+            outcomes_path.open("a").close()
         except OSError as error:
             click.echo(f"error: cannot write --outcomes {outcomes_path}: {error.strerror or error}", err=True)
             sys.exit(2)

@@ -12,7 +12,7 @@ from rich.table import Table
 from processor.domain.outcomes import Outcome, OutcomeStatus
 from processor.messages import Deposit, PaymentMessage, Transfer, Withdrawal
 from processor.presenters import outcome_json
-from processor.terminal import P, R, console, emit, fail, json_option, reports_errors
+from processor.terminal import P, R, Seconds, console, emit, fail, json_option, reports_errors
 from submit.cli.broker import broker_failure
 from submit.client import Client
 
@@ -43,7 +43,9 @@ def send_options(command: Callable[P, R]) -> Callable[P, R]:
         click.option("--reference", default=None, help="Your idempotency key [default: a new one]."),
         click.option("--description", default=None, help="Free text kept with the payment."),
         click.option("--wait", is_flag=True, help="Wait for the outcome and show it."),
-        click.option("--timeout", default=30.0, show_default=True, help="Seconds --wait waits for an outcome."),
+        click.option(
+            "--timeout", default=30.0, show_default=True, type=Seconds(), help="Seconds --wait waits for an outcome."
+        ),
         json_option,
     ]
     for option in reversed(options):

@@ -307,6 +307,23 @@ class TestRejectedAsInvalid:
         assert outcome.errors == ("args: 1 positional argument(s); payments.deposit takes keyword arguments only",)
         bank.assert_harmless(recorded={kwargs["reference"]}, task_id=task_id)
 
+    @pytest.mark.parametrize("task", ["payments.deposit", "payments.batch"])
+    def test_a_kwarg_named_self_is_rejected_not_a_bug(self, bank: Bank, task: str) -> None:
+        kwargs = bank.deposit_kwargs()
+        if task == "payments.batch":
+            payment = {"type": "deposit", "destination": kwargs.pop("account"), **kwargs}
+            task_id = bank.send(task, kwargs={"payments": [payment], "self": 1})
+            held = bank.wait_held(task_id)
+            assert (held.reason, held.task) == (HeldReason.UNREADABLE, task)
+            assert "unexpected field(s) for payments.batch: self" in held.error
+            return
+        task_id = bank.send(task, kwargs={**kwargs, "self": 1})
+
+        outcome = bank.wait_outcome(kwargs["reference"])
+        assert_rejected_as_invalid(outcome)
+        assert outcome.errors == ("message: unexpected field(s) for payments.deposit: 'self'",)
+        bank.assert_harmless(recorded={kwargs["reference"]}, task_id=task_id)
+
     @pytest.mark.parametrize("amount", [1.5, "1.234", "-5", "0", "NaN"])
     def test_amount_that_is_not_a_positive_decimal_string_is_rejected(self, bank: Bank, amount: object) -> None:
         kwargs = bank.deposit_kwargs(amount=amount)

@@ -203,6 +203,13 @@ class TestHeldCommand:
         assert result.exit_code == 0, result.stderr
         assert result.stdout.strip() == "no held messages"
 
+    @pytest.mark.parametrize("limit", ["0", "99999999999999999999"])
+    def test_a_limit_out_of_range_is_a_usage_error(self, make_uow: UowFactory, limit: str) -> None:
+        result = run("held", "--limit", limit)
+
+        assert result.exit_code == 2
+        assert "--limit" in result.stderr
+
     def test_nothing_held_as_json_is_an_empty_list(self, make_uow: UowFactory) -> None:
         result = run("held", "--json")
 

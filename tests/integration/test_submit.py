@@ -349,6 +349,50 @@ class TestSubmitSend:
         assert error_line(result.stderr).startswith("error: amount: ")
         assert queue.llen(QUEUE) == 0
 
+    @pytest.mark.parametrize("timeout", ["nan", "inf", "-1", "1e400"])
+    def test_a_timeout_that_is_not_a_finite_number_of_seconds_is_a_usage_error(
+        self, queue: redis.Redis, make_uow: UowFactory, timeout: str
+    ) -> None:
+        account = make_account(make_uow)
+
+        result = run("deposit", "--account", account.number, "--amount", "1.00", "--wait", "--timeout", timeout)
+
+        assert result.exit_code == 2
+        assert "--timeout" in result.stderr
+        assert queue.llen(QUEUE) == 0
+
+    @pytest.mark.parametrize("option", ["--timeout", "--resend-after"])
+    def test_a_file_wait_that_is_not_a_finite_number_of_seconds_is_a_usage_error(
+        self, queue: redis.Redis, tmp_path: Path, option: str
+    ) -> None:
+        path = tmp_path / "payments.csv"
+        path.write_text("reference,type,source,destination,amount,currency,description\n")
+
+        result = run("file", str(path), "--wait", option, "nan")
+
+        assert result.exit_code == 2
+        assert option in result.stderr
+        assert queue.llen(QUEUE) == 0
+
+    @pytest.mark.parametrize("same", ["the path", "a link to it"])
+    def test_outcomes_to_the_payment_file_itself_is_refused_and_the_file_kept(
+        self, queue: redis.Redis, tmp_path: Path, same: str
+    ) -> None:
+        path = tmp_path / "payments.csv"
+        content = "reference,type,source,destination,amount,currency,description\n"
+        path.write_text(content)
+        outcomes = path
+        if same == "a link to it":
+            outcomes = tmp_path / "link.csv"
+            outcomes.symlink_to(path)
+
+        result = run("file", str(path), "--outcomes", str(outcomes))
+
+        assert result.exit_code == 2
+        assert "--outcomes names the payment file itself" in result.stderr
+        assert path.read_text() == content
+        assert queue.llen(QUEUE) == 0
+
     def test_missing_amount_is_a_usage_error(self, queue: redis.Redis, make_uow: UowFactory) -> None:
         account = make_account(make_uow)
 
