@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -9,8 +10,9 @@ from celery import Celery, Task
 from celery.exceptions import InvalidTaskError
 from celery.worker.strategy import default as default_strategy
 from kombu.exceptions import ContentDisallowed, DecodeError
+from pydantic import ValidationError
 
-from processor.config import Settings, get_settings
+from processor.config import Settings, describe, get_settings
 from processor.messages import QUEUE
 
 Handler = Callable[..., Any]
@@ -86,4 +88,13 @@ def make_app(settings: Settings) -> Celery:
     return app
 
 
-app = make_app(get_settings())
+def _settings_or_exit() -> Settings:
+    # `celery -A processor worker` imports this module: a bad setting must be one line naming the variable, not a
+    # traceback that quotes its value (a URL's password with it).
+    try:
+        return get_settings()
+    except ValidationError as error:
+        sys.exit(f"error: configuration: {describe(error)}")
+
+
+app = make_app(_settings_or_exit())

@@ -18,7 +18,7 @@ from processor.services import accounts as account_services
 from processor.services import customers as customer_services
 from processor.services.held import list_held
 from processor.services.verify import verify_ledger
-from processor.terminal import P, R, console, emit, fail, json_option, reports_errors, settings_or_exit
+from processor.terminal import P, R, console, emit, fail, json_option, reports_errors, settings_or_exit, untrusted
 
 
 def actor_option(command: Callable[P, R]) -> Callable[P, R]:
@@ -232,7 +232,16 @@ def held(limit: int, as_json: bool) -> None:
         for m in messages:
             at = "" if m.at is None else m.at.strftime("%Y-%m-%d %H:%M:%S")
             fields = ", ".join(f"{k}={v}" for k, v in m.message.items())
-            table.add_row(str(m.id), at, m.reason.value, m.task, m.reference or "-", m.error, fields)
+            # Everything but the id, time and reason came in a message: a sender wrote it.
+            table.add_row(
+                str(m.id),
+                at,
+                m.reason.value,
+                untrusted(m.task),
+                untrusted(m.reference or "-"),
+                untrusted(m.error),
+                untrusted(fields),
+            )
         console.print(table)
 
     emit(as_json, [held_json(m) for m in messages], render)

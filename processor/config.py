@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import getpass
+import re
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -64,7 +66,7 @@ class Settings(BaseSettings):
             url = make_url(value)
         except ArgumentError:
             raise ValueError(
-                f"{value!r} is not a database URL such as postgresql+psycopg2://user@host:5432/abcbank"
+                f"{redacted(value)!r} is not a database URL such as postgresql+psycopg2://user@host:5432/abcbank"
             ) from None
         if url.get_backend_name() != "postgresql":
             raise ValueError(f"the processor needs PostgreSQL, not {url.get_backend_name()}")
@@ -112,8 +114,13 @@ class Settings(BaseSettings):
     @classmethod
     def _check_broker_url(cls, value: str) -> str:
         scheme = value.partition("://")[0]
-        if scheme not in ("redis", "rediss", "sentinel"):
-            raise ValueError(f"{value!r} is not a Redis URL such as redis://127.0.0.1:6379/0")
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - reading it is the check: a malformed port raises here, not in kombu
+        except ValueError:
+            parts = None
+        if scheme not in ("redis", "rediss", "sentinel") or parts is None:
+            raise ValueError(f"{redacted(value)!r} is not a Redis URL such as redis://127.0.0.1:6379/0")
         return value
 
     def worker_prefetch_multiplier(self) -> int:
@@ -128,6 +135,19 @@ class Settings(BaseSettings):
             reward_points_per_unit=self.reward_points_per_unit,
             reward_unit=self.reward_unit,
         )
+
+
+def describe(error: ValidationError) -> str:
+    """A configuration error in one line, each bad setting by its variable's name; no value is quoted whole."""
+    return "; ".join(
+        (f"{env_name(str(e['loc'][0]))}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+        for e in error.errors()
+    )
+
+
+def redacted(url: str) -> str:
+    """A URL as an error may quote it: any password replaced, however malformed the rest is."""
+    return re.sub(r"(://[^/@]*?:)[^/@]*@", r"\1***@", url)
 
 
 def _login_name() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, ParamSpec, TypeVar
@@ -14,8 +15,9 @@ import click
 import pydantic
 import sqlalchemy.exc
 from rich.console import Console
+from rich.text import Text
 
-from processor.config import Settings, env_name, get_settings
+from processor.config import Settings, describe, get_settings
 from processor.domain.errors import ProcessorError
 
 # Piped or redirected output gets a wide fixed width, so that tables are not cut to 80 columns in logs.
@@ -35,11 +37,7 @@ def settings_or_exit() -> Settings:
     try:
         return get_settings()
     except pydantic.ValidationError as error:
-        problems = "; ".join(
-            (f"{env_name(str(e['loc'][0]))}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
-            for e in error.errors()
-        )
-        fail(f"configuration: {problems}")
+        fail(f"configuration: {describe(error)}")
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -89,3 +87,13 @@ class Seconds(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
         return number
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def untrusted(value: object) -> Text:
+    """What a sender wrote, made safe for an operator's terminal: Rich markup is not read in it, and control
+    characters (an escape sequence could rewrite the screen) are shown as escapes."""
+    text = _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(value))
+    return Text(text)

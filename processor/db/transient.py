@@ -5,11 +5,13 @@ from __future__ import annotations
 import sqlalchemy.exc
 
 # SQLSTATE classes and codes of conditions that end without anyone fixing the request: connection exceptions
-# (08), transaction rollbacks such as deadlocks and serialization failures (40), insufficient resources (53),
-# operator intervention such as a restart or failover (57P), a read-only transaction on a demoted primary
-# (25006), an idle-in-transaction timeout (25P03), a lock timeout (55P03) and a statement timeout (57014).
-_TRANSIENT_CLASSES = ("08", "40", "53", "57P")
-_TRANSIENT_CODES = {"25006", "25P03", "55P03", "57014"}
+# (08), deadlocks and serialization failures (40001, 40P01), too many connections (53300) or a server out of
+# memory (53200), a restart, crash or failover in progress (57P01, 57P02, 57P03), a read-only transaction on a
+# demoted primary (25006), an idle-in-transaction timeout (25P03), a lock timeout (55P03) and a statement timeout
+# (57014). Anything else with a code (a program limit 54000, a missing file 58P01, a full disk 53100...) fails
+# the same way on every attempt: retrying it only delays the hold an operator needs to see.
+_TRANSIENT_CLASSES = ("08",)
+_TRANSIENT_CODES = {"40001", "40P01", "53300", "53200", "57P01", "57P02", "57P03", "25006", "25P03", "55P03", "57014"}
 
 
 class LostRace(Exception):
@@ -24,9 +26,10 @@ def is_transient(error: BaseException) -> bool:
         return True
     if not isinstance(error, sqlalchemy.exc.DBAPIError):
         return False
-    if error.connection_invalidated or isinstance(
-        error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError
-    ):
+    if error.connection_invalidated:
         return True
-    code = getattr(error.orig, "pgcode", None) or ""
+    code = getattr(error.orig, "pgcode", None)
+    if code is None:
+        # No SQLSTATE: the server never answered (refused, dropped, timed out), which is the connection's doing.
+        return isinstance(error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError)
     return code.startswith(_TRANSIENT_CLASSES) or code in _TRANSIENT_CODES

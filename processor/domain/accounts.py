@@ -11,7 +11,7 @@ from enum import StrEnum
 from email_validator import EmailNotValidError, validate_email
 from stdnum import damm
 
-from processor.domain.errors import InvalidStatusChange, InvalidValue
+from processor.domain.errors import InvalidStatusChange, InvalidValue, quoted
 from processor.domain.money import ZERO, format_amount
 
 
@@ -79,13 +79,13 @@ def parse_status(value: str) -> AccountStatus:
         return AccountStatus(value)
     except ValueError:
         known = ", ".join(s.value for s in AccountStatus)
-        raise InvalidValue("status", f"{value!r} is not a status (one of: {known})") from None
+        raise InvalidValue("status", f"{quoted(value)} is not a status (one of: {known})") from None
 
 
 def parse_account_type(value: str) -> AccountType:
     if value not in CUSTOMER_ACCOUNT_TYPES:
         known = ", ".join(t.value for t in CUSTOMER_ACCOUNT_TYPES)
-        raise InvalidValue("type", f"{value!r} is not an account type (one of: {known})")
+        raise InvalidValue("type", f"{quoted(value)} is not an account type (one of: {known})")
     return AccountType(value)
 
 
@@ -101,7 +101,7 @@ def make_account_number(sequence_value: int) -> str:
 
 def parse_account_number(value: object, field: str = "account") -> str:
     if not isinstance(value, str) or not _ACCOUNT_NUMBER.fullmatch(value):
-        raise InvalidValue(field, f"{value!r} is not an account number (8 to 16 digits)")
+        raise InvalidValue(field, f"{quoted(value)} is not an account number (8 to 16 digits)")
     if damm.checksum(value) != 0:
         raise InvalidValue(field, f"{value} is not a valid account number (check digit mismatch: mistyped?)")
     return value
@@ -121,7 +121,7 @@ def parse_email(value: str) -> str:
     try:
         checked = validate_email(value, check_deliverability=False)
     except EmailNotValidError as error:
-        raise InvalidValue("email", f"{value!r} is not a valid email address: {error}") from None
+        raise InvalidValue("email", f"{quoted(value)} is not a valid email address: {error}") from None
     return checked.normalized.lower()
 
 

@@ -5,6 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+QUOTED_LENGTH = 60
+
+
+def quoted(value: object) -> str:
+    """A value as an error message quotes it: its repr, cut short when long, so that an error never carries a
+    megabyte a sender put in a field into the record, the task result or an operator's terminal."""
+    text = repr(value)
+    if len(text) <= QUOTED_LENGTH + 20:
+        return text
+    return f"{text[:QUOTED_LENGTH]}… ({len(text)} characters)"
+
 
 class ProcessorError(Exception):
     """Base of every error the processor reports to a user."""

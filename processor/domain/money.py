@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from processor.domain.errors import InvalidValue
+from processor.domain.errors import InvalidValue, quoted
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -34,7 +34,7 @@ def _parse_decimal(value: object, field: str) -> Decimal:
         kind = "a binary float" if isinstance(value, float) else type(value).__name__
         raise InvalidValue(field, f"must be a decimal string such as '125.50', not {kind}")
     if isinstance(value, str) and not _DECIMAL_STRING.fullmatch(value):
-        raise InvalidValue(field, f"{value!r} is not a decimal string such as '125.50'")
+        raise InvalidValue(field, f"{quoted(value)} is not a decimal string such as '125.50'")
     amount = Decimal(value)
     if not amount.is_finite():
         raise InvalidValue(field, "must be a finite number")
@@ -51,7 +51,7 @@ def _parse_decimal(value: object, field: str) -> Decimal:
 
 def parse_currency(value: object, field: str = "currency") -> str:
     if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
-        raise InvalidValue(field, f"{value!r} is not an ISO 4217 code of three capital letters such as 'GBP'")
+        raise InvalidValue(field, f"{quoted(value)} is not an ISO 4217 code of three capital letters such as 'GBP'")
     return value
 
 

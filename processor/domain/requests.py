@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from processor.domain.accounts import settlement_slot
-from processor.domain.errors import FieldError, InvalidValue
+from processor.domain.errors import FieldError, InvalidValue, quoted
 from processor.domain.money import format_amount
 
 
@@ -34,7 +34,7 @@ CLIP_LENGTH = 500
 
 def parse_reference(value: object) -> str:
     if not isinstance(value, str) or not REFERENCE_PATTERN.fullmatch(value):
-        raise InvalidValue("reference", f"{value!r} is not 1 to 64 characters of A-Z a-z 0-9 . _ : -")
+        raise InvalidValue("reference", f"{quoted(value)} is not 1 to 64 characters of A-Z a-z 0-9 . _ : -")
     return value
 
 
@@ -53,7 +53,7 @@ def parse_description(value: object) -> str | None:
 def parse_payment_type(value: object) -> PaymentType:
     if not isinstance(value, str) or value not in PaymentType._value2member_map_:
         known = ", ".join(t.value for t in PaymentType)
-        raise InvalidValue("type", f"{value!r} is not a payment type (one of: {known})")
+        raise InvalidValue("type", f"{quoted(value)} is not a payment type (one of: {known})")
     return PaymentType(value)
 
 

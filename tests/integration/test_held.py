@@ -228,6 +228,17 @@ class TestHeldCommand:
         datetime.strptime(at, "%Y-%m-%d %H:%M:%S")
         assert cells == ["failed", "payments.deposit", "ref-9", "boom", "reference=ref-9"]
 
+    def test_escape_sequences_and_markup_in_a_message_are_shown_not_obeyed(self, make_uow: UowFactory) -> None:
+        hold(make_uow, kwargs={"reference": "ref-10", "note": "\x1b[2J[bold red]pwned[/]"}, error="\x1b]0;title\x07")
+
+        result = run("held")
+
+        assert result.exit_code == 0, result.stderr
+        assert "\x1b" not in result.stdout
+        assert "\x07" not in result.stdout
+        assert "[bold red]pwned[/]" in result.stdout
+        assert "\\x1b[2J" in result.stdout
+
     def test_json_lists_each_held_message_with_its_fields(self, make_uow: UowFactory) -> None:
         held_id = hold(
             make_uow, task_id="task-1", kwargs={"reference": "ref 1", "amount": 1.5}, error="reference: not readable"

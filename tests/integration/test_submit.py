@@ -438,6 +438,17 @@ class TestSubmitSend:
 
 @pytest.mark.usefixtures("cli_broker")
 class TestSubmitStatus:
+    def test_markup_and_escape_sequences_a_sender_wrote_are_shown_not_obeyed(self, make_uow: UowFactory) -> None:
+        account = make_account(make_uow)
+        kwargs = {"reference": "st-x", "account": account.number, "amount": "1.00", "currency": "[bold]\x1b[2JX[/]"}
+        apply_payments(make_uow(), [read("payments.deposit", (), kwargs)], Policy())
+
+        result = run("status", "st-x")
+
+        assert result.exit_code == 0, result.stderr
+        assert "\x1b" not in result.stdout
+        assert "'[bold]\\x1b[2JX[/]' is not an ISO 4217 code" in result.stdout
+
     def test_applied_transfer_shows_the_outcome_shape_of_the_contract(
         self, queue: redis.Redis, make_uow: UowFactory
     ) -> None:

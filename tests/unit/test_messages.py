@@ -222,6 +222,25 @@ class TestBuild:
         assert [field for field, _ in errors_of(Deposit, **kwargs)] == ["account", "message"]
 
 
+class TestQuotedValues:
+    """What a sender put in a field is quoted short in an error: errors are stored, returned and printed."""
+
+    @pytest.mark.parametrize("field", ["currency", "amount", "reference", "account"])
+    def test_a_megabyte_value_is_quoted_as_an_excerpt(self, field: str) -> None:
+        kwargs = valid_kwargs(Deposit, **{field: "X" * 5_000_000})
+        if field == "reference":
+            with pytest.raises(InvalidRequest) as caught:
+                read(Deposit.task, (), kwargs)
+            errors = [str(e) for e in caught.value.errors]
+        else:
+            errors = [str(e) for e in invalid(Deposit.task, kwargs).errors]
+
+        [error] = errors
+        assert error.startswith(f"{field}: 'XXXX")
+        assert "(5000002 characters)" in error
+        assert len(error) < 300
+
+
 class TestFieldErrors:
     def test_long_unknown_field_name_is_cut_short(self) -> None:
         with pytest.raises(ValidationError) as caught:
