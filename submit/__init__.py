@@ -5,6 +5,6 @@ the processor's services.
 """
 
 from processor.domain.errors import InvalidRequest
-from submit.client import Client, new_reference
+from submit.client import Client, NotSent, new_reference
 
-__all__ = ["Client", "InvalidRequest", "new_reference"]
+__all__ = ["Client", "InvalidRequest", "NotSent", "new_reference"]

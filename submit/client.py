@@ -15,17 +15,32 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
+import kombu.exceptions
 from celery import Celery
 from kombu.messaging import Producer
 
 from processor.bootstrap import unit_of_work
 from processor.config import get_settings
+from processor.domain.errors import ProcessorError
 from processor.domain.outcomes import Outcome, OutcomeStatus
 from processor.domain.requests import parse_reference
 from processor.messages import BATCH_TASK, QUEUE, Deposit, PaymentMessage, Transfer, Withdrawal, batch_kwargs, build
 from processor.services.payments import get_outcome, get_outcomes
 
 Amount = str | int | Decimal
+
+
+class NotSent(ProcessorError):
+    """Sending failed, and the message may or may not have reached the broker (a publish can succeed and still
+    raise): send it again under the same references, which applies each once, never under new ones."""
+
+    def __init__(self, references: Sequence[str], error: Exception) -> None:
+        shown = references[0] if len(references) == 1 else f"{references[0]} and {len(references) - 1} more"
+        super().__init__(
+            f"could not send {shown} ({error}); send again with the same reference: if it did go, it applies once"
+        )
+        self.references = list(references)
+        self.reference = references[0]
 
 
 def new_reference() -> str:
@@ -104,8 +119,11 @@ class Client:
         return build(kind, **fields)
 
     def send_message(self, message: PaymentMessage, producer: Producer | None = None) -> str:
-        """Enqueue a message already validated; returns its reference."""
-        self.app.send_task(message.task, kwargs=message.kwargs(), queue=QUEUE, producer=producer)
+        """Enqueue a message already validated; returns its reference. Raises NotSent, carrying the reference."""
+        try:
+            self.app.send_task(message.task, kwargs=message.kwargs(), queue=QUEUE, producer=producer)
+        except kombu.exceptions.OperationalError as error:
+            raise NotSent([message.reference], error) from error
         return message.reference
 
     def send_batch(self, messages: Sequence[PaymentMessage], producer: Producer | None = None) -> list[str]:
@@ -113,8 +131,12 @@ class Client:
 
         The worker applies them in one transaction, each with its own outcome, exactly as if sent alone.
         """
-        self.app.send_task(BATCH_TASK, kwargs=batch_kwargs(messages), queue=QUEUE, producer=producer)
-        return [message.reference for message in messages]
+        references = [message.reference for message in messages]
+        try:
+            self.app.send_task(BATCH_TASK, kwargs=batch_kwargs(messages), queue=QUEUE, producer=producer)
+        except kombu.exceptions.OperationalError as error:
+            raise NotSent(references, error) from error
+        return references
 
     @contextmanager
     def producer(self) -> Iterator[Producer]:

@@ -9,9 +9,10 @@ import kombu.exceptions
 from kombu.utils.url import maybe_sanitize_url
 
 from processor.terminal import P, R, fail, settings_or_exit
+from submit.client import NotSent
 
 
-def broker_failure(error: Exception) -> str:
+def broker_failure(error: BaseException) -> str:
     url = maybe_sanitize_url(settings_or_exit().celery_broker_url)
     return f"cannot send to the broker at {url} (CELERY_BROKER_URL): {error}"
 
@@ -25,5 +26,7 @@ def reports_broker_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except kombu.exceptions.OperationalError as error:
             fail(broker_failure(error))
+        except NotSent as error:
+            fail(broker_failure(error.__cause__ or error))
 
     return wrapper

@@ -6,15 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-import kombu.exceptions
 from rich.table import Table
 
 from processor.domain.outcomes import Outcome, OutcomeStatus
 from processor.messages import Deposit, PaymentMessage, Transfer, Withdrawal
 from processor.presenters import outcome_json
-from processor.terminal import P, R, Seconds, console, emit, fail, json_option, reports_errors
+from processor.terminal import P, R, Seconds, console, emit, fail, json_option, reports_errors, untrusted
 from submit.cli.broker import broker_failure
-from submit.client import Client
+from submit.client import Client, NotSent
 
 
 def outcome_table(outcome: Outcome) -> Table:
@@ -22,13 +21,13 @@ def outcome_table(outcome: Outcome) -> Table:
     data = outcome_json(outcome)
     for key in ("reference", "status", "reason", "type", "amount", "currency", "source", "destination"):
         if data[key] is not None:
-            table.add_row(key, str(data[key]))
+            table.add_row(key, untrusted(data[key]))
     for error in data["errors"]:
-        table.add_row("error", error)
+        table.add_row("error", untrusted(error))
     for conflict in data["conflicts"]:
         at = f" at {conflict['at']}" if conflict["at"] else ""
         differing = ", ".join(f"{name} {conflict['payload'].get(name)}" for name in conflict["fields"])
-        table.add_row("conflict", f"an attempt{at} with {differing}: not applied")
+        table.add_row("conflict", untrusted(f"an attempt{at} with {differing}: not applied"))
     return table
 
 
@@ -61,9 +60,9 @@ def send(verb: str, account_fields: dict[str, str], wait: bool, timeout: float, 
     message = client.message(MESSAGES_BY_VERB[verb], **fields, **account_fields)
     try:
         client.send_message(message)
-    except kombu.exceptions.OperationalError as error:
+    except NotSent as error:
         fail(
-            f"{broker_failure(error)}. To try again, send it with --reference {message.reference}: "
+            f"{broker_failure(error.__cause__ or error)}. To try again, send it with --reference {message.reference}: "
             "if it did go, it applies once"
         )
     if not wait:
@@ -77,7 +76,8 @@ def send(verb: str, account_fields: dict[str, str], wait: bool, timeout: float, 
     show_outcome(outcome, as_json)
     if outcome.status is OutcomeStatus.PENDING:
         fail(
-            f"no outcome for {message.reference} after {timeout:g} s: is a worker running? (celery -A processor worker)"
+            f"no outcome for {message.reference} after {timeout:g} s: is a worker running? (celery -A processor"
+            f" worker). To send it again, use --reference {message.reference}: it applies once"
         )
     if outcome.identity() != message.request().identity():
         # The reference was used before, for another payment: what is shown is that one's outcome, and this

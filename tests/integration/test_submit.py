@@ -29,9 +29,9 @@ from processor.domain.book import Policy
 from processor.domain.errors import InvalidValue
 from processor.domain.outcomes import OutcomeStatus, Reason
 from processor.domain.requests import REFERENCE_PATTERN
-from processor.messages import QUEUE, read
+from processor.messages import QUEUE, Deposit, read
 from processor.services.payments import apply_payments
-from submit import Client, InvalidRequest
+from submit import Client, InvalidRequest, NotSent
 from submit.cli import cli
 from tests.builders import UowFactory, make_account, pay
 from tests.clis import error_line, invoke, invoke_json, mistype
@@ -215,6 +215,28 @@ class TestClientSend:
         assert {e.field for e in caught.value.errors} == {"account", "amount"}
         assert caught.value.reference == "bad-1"
         assert queue.llen(QUEUE) == 0
+
+
+class TestClientNotSent:
+    @pytest.mark.parametrize("kind", ["single", "batch"])
+    def test_a_send_that_fails_raises_with_the_generated_reference(self, kind: str) -> None:
+        # client.deposit and the others generate the reference and call send_message: the caller learns it here.
+        app = Celery("unreachable", broker=UNREACHABLE_BROKER)
+        app.conf.update(broker_connection_retry=False, broker_connection_max_retries=0)
+        client = Client(app)
+
+        message = client.message(Deposit, "1.00", account=make_account_number(20000001))
+        send = client.send_message if kind == "single" else lambda m: client.send_batch([m])
+
+        with pytest.raises(NotSent) as caught:
+            send(message)
+
+        assert caught.value.reference == message.reference
+        assert message.reference.startswith("ref-")
+        assert caught.value.references == [message.reference]
+        assert caught.value.reference in str(caught.value)
+        assert "send again with the same reference" in str(caught.value)
+        app.close()
 
 
 class TestClientStatus:
