@@ -28,6 +28,12 @@ def guarded_strategy(task: Task, app: Celery, consumer: Any, **options: Any) -> 
     handle = default_strategy(task, app, consumer, **options)
 
     def handler(*args: Any, **kwargs: Any) -> Any:
+        headers = getattr(args[0], "headers", None) if args else None
+        if isinstance(headers, dict):
+            # A payment has no deadline a sender may set: an expired one would be discarded as revoked with no
+            # record, and a sender's time limit could kill it mid-way. The worker's own limits apply.
+            headers.pop("expires", None)
+            headers.pop("timelimit", None)
         try:
             return handle(*args, **kwargs)
         except (InvalidTaskError, ContentDisallowed, DecodeError):

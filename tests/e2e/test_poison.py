@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -266,6 +267,26 @@ class TestRefusedBeforeTheTask:
 
         bank.assert_harmless(recorded=set(), logged_once="Received unregistered task of type 'payments.refund'")
         assert_held_once(bank, "payments.refund", "refund-1")
+
+
+class TestSendersCannotSetDeadlines:
+    """A payment a sender gave an expiry or a time limit is applied under the worker's own limits."""
+
+    @pytest.mark.parametrize(
+        "options",
+        [
+            pytest.param({"expires": datetime.now(UTC) - timedelta(hours=1)}, id="expired"),
+            pytest.param({"time_limit": 0.001, "soft_time_limit": 0.001}, id="time-limit"),
+        ],
+    )
+    def test_the_payment_is_applied(self, bank: Bank, options: dict[str, object]) -> None:
+        kwargs = bank.deposit_kwargs()
+        bank.producer.send_task("payments.deposit", kwargs=kwargs, queue=QUEUE, **options)
+
+        outcome = bank.wait_outcome(kwargs["reference"])
+        assert (outcome.status, outcome.reason) == ("applied", None)
+        assert "Discarding revoked task" not in bank.worker.output()
+        assert list_held(bank.make_uow()) == []
 
 
 class TestHeldForOperators:
