@@ -219,8 +219,12 @@ class TestClientSend:
 
 class TestClientNotSent:
     @pytest.mark.parametrize("kind", ["single", "batch"])
-    def test_a_send_that_fails_raises_with_the_generated_reference(self, kind: str) -> None:
+    def test_a_send_that_fails_raises_with_the_generated_reference(
+        self, kind: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         # client.deposit and the others generate the reference and call send_message: the caller learns it here.
+        # Celery reads CELERY_BROKER_URL before the broker it is given, and this run's may be set.
+        monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
         app = Celery("unreachable", broker=UNREACHABLE_BROKER)
         app.conf.update(broker_connection_retry=False, broker_connection_max_retries=0)
         client = Client(app)
