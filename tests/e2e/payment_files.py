@@ -20,6 +20,7 @@ import sqlalchemy
 
 from processor.db.engine import get_engine
 from processor.domain.accounts import Account
+from processor.domain.requests import PaymentRequest
 from processor.messages import QUEUE
 from processor.services.accounts import get_account
 from submit.files import COLUMNS
@@ -31,39 +32,26 @@ UNACKED = "unacked"
 CLAIM_KEY = "abcbank:test-claim"
 
 
-@dataclass(frozen=True)
-class Payment:
-    """One valid row of a payment file."""
-
-    reference: str
-    type: str
-    amount: str
-    source: str = ""
-    destination: str = ""
-    currency: str = "GBP"
-    description: str = ""
-
-    def cells(self) -> list[str]:
-        return [self.reference, self.type, self.source, self.destination, self.amount, self.currency, self.description]
-
-    def json(self) -> dict[str, str]:
-        return dict(zip(COLUMNS, self.cells(), strict=True))
+def cells(payment: PaymentRequest) -> list[str]:
+    """A payment as the cells of a file row; the amount as it was written (`12` stays `12`)."""
+    return [
+        payment.reference,
+        payment.type.value,
+        payment.source or "",
+        payment.destination or "",
+        str(payment.amount),
+        payment.currency,
+        payment.description or "",
+    ]
 
 
-def deposit(reference: str, account: Account, amount: str, description: str = "") -> Payment:
-    return Payment(reference, "deposit", amount, destination=account.number, description=description)
-
-
-def withdrawal(reference: str, account: Account, amount: str) -> Payment:
-    return Payment(reference, "withdrawal", amount, source=account.number)
-
-
-def transfer(reference: str, source: Account, destination: Account, amount: str) -> Payment:
-    return Payment(reference, "transfer", amount, source=source.number, destination=destination.number)
+def file_row(payment: PaymentRequest) -> dict[str, str]:
+    """A payment as a JSON Lines row."""
+    return dict(zip(COLUMNS, cells(payment), strict=True))
 
 
 # A line of a file: a payment, the cells of a CSV row as they are, or raw bytes (which end with their own newline).
-Line = Payment | Sequence[str] | bytes
+Line = PaymentRequest | Sequence[str] | bytes
 
 
 def write_csv(path: Path, lines: Iterable[Line], header: Sequence[str] = COLUMNS) -> Path:
@@ -74,8 +62,8 @@ def write_csv(path: Path, lines: Iterable[Line], header: Sequence[str] = COLUMNS
             if isinstance(line, bytes):
                 out.write(line)
                 continue
-            cells = line.cells() if isinstance(line, Payment) else line
-            out.write(_csv_line(cells).encode())
+            row = cells(line) if isinstance(line, PaymentRequest) else line
+            out.write(_csv_line(row).encode())
     return path
 
 
@@ -85,14 +73,14 @@ def _csv_line(cells: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
-def write_jsonl(path: Path, lines: Iterable[Payment | Mapping[str, object] | bytes]) -> Path:
+def write_jsonl(path: Path, lines: Iterable[PaymentRequest | Mapping[str, object] | bytes]) -> Path:
     """A JSON Lines payment file: item i is on line i + 1."""
     with path.open("wb") as out:
         for line in lines:
             if isinstance(line, bytes):
                 out.write(line)
             else:
-                out.write((json.dumps(line.json() if isinstance(line, Payment) else line) + "\n").encode())
+                out.write((json.dumps(file_row(line) if isinstance(line, PaymentRequest) else line) + "\n").encode())
     return path
 
 
@@ -149,7 +137,7 @@ def read_outcomes(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(lines))
 
 
-def expected_balances(accounts: Iterable[Account], applied: Iterable[Payment]) -> dict[str, Decimal]:
+def expected_balances(accounts: Iterable[Account], applied: Iterable[PaymentRequest]) -> dict[str, Decimal]:
     """Each account's balance once the payments are applied, each once."""
     balances = {account.number: account.balance for account in accounts}
     for payment in applied:

@@ -21,6 +21,7 @@ import redis
 
 from processor.domain.accounts import Account
 from processor.domain.outcomes import OutcomeStatus
+from processor.domain.requests import PaymentRequest
 from processor.messages import QUEUE
 from processor.services.payments import get_outcome, get_outcomes
 from processor.services.verify import verify_ledger
@@ -30,23 +31,21 @@ from tests.e2e.conftest import StartWorker
 from tests.e2e.payment_files import (
     UNACKED,
     Line,
-    Payment,
     SubmitProcess,
     balances,
     broker_is_idle,
-    deposit,
     environment,
     expected_balances,
+    file_row,
     flush_broker,
     read_outcomes,
     recorded,
     submit,
-    transfer,
     wait_until,
-    withdrawal,
     write_csv,
     write_jsonl,
 )
+from tests.requests import deposit, transfer, withdrawal
 
 StartSubmit = Callable[..., SubmitProcess]
 WAIT = ("--wait", "--timeout", "45", "--json")
@@ -94,7 +93,7 @@ def prefix() -> str:
     return f"sf{uuid.uuid4().hex[:8]}-"
 
 
-def random_payments(accounts: list[Account], count: int, prefix: str, seed: int = 3) -> list[Payment]:
+def random_payments(accounts: list[Account], count: int, prefix: str, seed: int = 3) -> list[PaymentRequest]:
     """Deposits, withdrawals and transfers of at most 50.00 each, so accounts funded with enough never refuse one."""
     rng = random.Random(seed)
     payments = []
@@ -103,11 +102,11 @@ def random_payments(accounts: list[Account], count: int, prefix: str, seed: int 
         kind = rng.choice(["deposit", "withdrawal", "transfer", "transfer"])
         if kind == "transfer":
             source, destination = rng.sample(accounts, 2)
-            payments.append(transfer(reference, source, destination, amount))
+            payments.append(transfer(source, destination, amount, reference=reference))
         elif kind == "deposit":
-            payments.append(deposit(reference, rng.choice(accounts), amount))
+            payments.append(deposit(rng.choice(accounts), amount, reference=reference))
         else:
-            payments.append(withdrawal(reference, rng.choice(accounts), amount))
+            payments.append(withdrawal(rng.choice(accounts), amount, reference=reference))
     return payments
 
 
@@ -131,7 +130,7 @@ class FileBench:
         """Everything sent has been taken and acknowledged: what was sent has been recorded by now."""
         wait_until(lambda: broker_is_idle(self.broker), 30, "an empty queue and nothing unacknowledged")
 
-    def assert_applied_once(self, accounts: list[Account], payments: list[Payment]) -> None:
+    def assert_applied_once(self, accounts: list[Account], payments: list[PaymentRequest]) -> None:
         """One transactions row per payment, all applied, each account moved by exactly its payments, books balanced."""
         outcomes = get_outcomes(self.make_uow(), [p.reference for p in payments])
         assert {r: o.status for r, o in outcomes.items() if o.status is not OutcomeStatus.APPLIED} == {}
@@ -160,11 +159,11 @@ class TestInvalidRows:
     ) -> None:
         a, b, c = bench.open_accounts(2, "500.00") + bench.open_accounts(1, "0.00")
         good = [
-            deposit(f"{bench.prefix}good-deposit", c, "25.00", description="a deposit"),
-            transfer(f"{bench.prefix}good-transfer", a, c, "100.10"),
-            withdrawal(f"{bench.prefix}good-withdrawal", b, "40.00"),
-            deposit(f"{bench.prefix}good-cent", a, "0.01"),
-            transfer(f"{bench.prefix}good-whole", b, a, "12"),
+            deposit(c, "25.00", reference=f"{bench.prefix}good-deposit", description="a deposit"),
+            transfer(a, c, "100.10", reference=f"{bench.prefix}good-transfer"),
+            withdrawal(b, "40.00", reference=f"{bench.prefix}good-withdrawal"),
+            deposit(a, "0.01", reference=f"{bench.prefix}good-cent"),
+            transfer(b, a, "12", reference=f"{bench.prefix}good-whole"),
         ]
 
         def row(
@@ -219,7 +218,7 @@ class TestInvalidRows:
         assert [int(o["line"]) for o in outcome_lines] == list(range(2, 27))
         for (line, field), outcome in zip(lines, outcome_lines, strict=True):
             if field is None:
-                assert isinstance(line, Payment)
+                assert isinstance(line, PaymentRequest)
                 assert (outcome["reference"], outcome["result"], outcome["error"]) == (line.reference, "applied", "")
             else:
                 assert outcome["result"] == "invalid", outcome
@@ -230,8 +229,11 @@ class TestInvalidRows:
         self, bench: FileBench
     ) -> None:
         a, b = bench.open_accounts(2, "100.00")
-        good = [deposit(f"{bench.prefix}deposit", a, "5.00"), transfer(f"{bench.prefix}transfer", a, b, "7.50")]
-        ok = good[0].json()
+        good = [
+            deposit(a, "5.00", reference=f"{bench.prefix}deposit"),
+            transfer(a, b, "7.50", reference=f"{bench.prefix}transfer"),
+        ]
+        ok = file_row(good[0])
         path = write_jsonl(
             bench.tmp_path / "payments.jsonl",
             [
@@ -290,11 +292,23 @@ class TestRepeatedReferences:
         self, bench: FileBench
     ) -> None:
         a, b = bench.open_accounts(2, "100.00")
-        once = deposit(f"{bench.prefix}once", a, "10.00")
-        twice = transfer(f"{bench.prefix}twice", a, b, "20.00")
-        first, other = withdrawal(f"{bench.prefix}reused", b, "5.00"), withdrawal(f"{bench.prefix}reused", b, "6.00")
+        once = deposit(a, "10.00", reference=f"{bench.prefix}once")
+        twice = transfer(a, b, "20.00", reference=f"{bench.prefix}twice")
+        first, other = (
+            withdrawal(b, "5.00", reference=f"{bench.prefix}reused"),
+            withdrawal(b, "6.00", reference=f"{bench.prefix}reused"),
+        )
         # Lines 2 to 9. A new description alone is not another payment: that row is a duplicate too.
-        lines = [once, twice, once, first, twice, other, deposit(once.reference, a, "10.00", "again"), twice]
+        lines = [
+            once,
+            twice,
+            once,
+            first,
+            twice,
+            other,
+            deposit(a, "10.00", reference=once.reference, description="again"),
+            twice,
+        ]
         path = write_csv(bench.tmp_path / "payments.csv", lines)
         bench.start_worker()
 
@@ -327,8 +341,11 @@ class TestRepeatedReferences:
         self, bench: FileBench
     ) -> None:
         (a,) = bench.open_accounts(1, "0.00")
-        earlier = deposit(f"{bench.prefix}shared", a, "10.00")
-        later, new = deposit(f"{bench.prefix}shared", a, "99.00"), deposit(f"{bench.prefix}new", a, "1.00")
+        earlier = deposit(a, "10.00", reference=f"{bench.prefix}shared")
+        later, new = (
+            deposit(a, "99.00", reference=f"{bench.prefix}shared"),
+            deposit(a, "1.00", reference=f"{bench.prefix}new"),
+        )
         bench.start_worker()
         first = submit(["file", str(write_csv(bench.tmp_path / "earlier.csv", [earlier])), *WAIT], bench.env)
         assert first.code == 0, first.stderr
@@ -413,8 +430,8 @@ class TestExitCodes:
     def test_a_rejected_payment_is_an_outcome_and_exits_0(self, bench: FileBench) -> None:
         a, b = bench.open_accounts(2, "10.00")
         payments = [
-            transfer(f"{bench.prefix}too-much", a, b, "10.01"),
-            transfer(f"{bench.prefix}enough", a, b, "10.00"),
+            transfer(a, b, "10.01", reference=f"{bench.prefix}too-much"),
+            transfer(a, b, "10.00", reference=f"{bench.prefix}enough"),
         ]
         bench.start_worker()
 
