@@ -160,6 +160,11 @@ class Unreadable:
     error: InvalidRequest
 
 
+def batch_item(item: object) -> Mapping[str, object]:
+    """An item of a batch as fields: one that is not an object is kept whole under "item", so it can be held."""
+    return item if isinstance(item, dict) else {"item": item}
+
+
 def read_batch(
     args: Sequence[object], kwargs: Mapping[str, object]
 ) -> tuple[list[tuple[int, PaymentRequest | InvalidPayment]], list[Unreadable]]:
@@ -184,7 +189,7 @@ def read_batch(
     requests: list[tuple[int, PaymentRequest | InvalidPayment]] = []
     unreadable: list[Unreadable] = []
     for index, item in enumerate(payments):
-        fields = item if isinstance(item, dict) else {"item": item}
+        fields = batch_item(item)
         try:
             requests.append((index, read_fields(fields)))
         except InvalidRequest as error:

@@ -23,7 +23,7 @@ from processor.domain.held import HeldMessage, HeldReason
 from processor.domain.outcomes import Delivery, Outcome
 from processor.domain.requests import InvalidPayment, PaymentRequest
 from processor.logs import log_event
-from processor.messages import BATCH_TASK, MESSAGES, read, read_batch
+from processor.messages import BATCH_TASK, MESSAGES, batch_item, read, read_batch
 from processor.presenters import OutcomeJson, outcome_json
 from processor.services.held import hold_message, hold_messages
 from processor.services.payments import apply_payments
@@ -126,9 +126,7 @@ def held_records(
     if task != BATCH_TASK or args or not isinstance(payments, list) or not payments:
         return [HeldMessage.of(reason, task, task_id, args, kwargs, error)]
     return [
-        HeldMessage.of(
-            reason, task, _item_id(task_id, index), (), item if isinstance(item, dict) else {"item": item}, error
-        )
+        HeldMessage.of(reason, task, _item_id(task_id, index), (), batch_item(item), error)
         for index, item in enumerate(payments)
     ]
 
