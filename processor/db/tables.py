@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Computed,
     DateTime,
     ForeignKey,
     Index,
@@ -206,10 +207,15 @@ class HeldMessageRow(Base):
     at: Mapped[datetime] = mapped_column(server_default=func.now())
     reason: Mapped[str] = mapped_column(String(32))
     task: Mapped[str] = mapped_column(String(200))
-    # A redelivered or retried message keeps its task id, so it is held once however often it comes back.
-    task_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    task_id: Mapped[str | None] = mapped_column(String(200))
     reference: Mapped[str | None] = mapped_column(String(64), index=True)
     message: Mapped[dict[str, Any]] = mapped_column(JSONB)
     error: Mapped[str] = mapped_column(Text)
+    content_digest: Mapped[str] = mapped_column(String(32), Computed("md5(task || ' ' || message::text)"))
 
-    __table_args__ = (CheckConstraint(_one_of("reason", HeldReason), name="known_reason"),)
+    __table_args__ = (
+        CheckConstraint(_one_of("reason", HeldReason), name="known_reason"),
+        # A redelivered or retried message keeps its task id and content, so it is held once however often it
+        # comes back; another message under a reused task id is held too.
+        UniqueConstraint("task_id", "content_digest", name="uq_held_messages_task_id"),
+    )

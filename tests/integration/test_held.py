@@ -113,6 +113,22 @@ class TestHoldMessage:
         assert again == first
         assert [m.id for m in list_held(make_uow())] == [first]
 
+    def test_another_message_under_a_reused_task_id_is_held_too(self, make_uow: UowFactory) -> None:
+        # Task ids are the sender's to choose: one that reuses them must not lose the later message's hold.
+        first = hold(make_uow, task_id="task-8", kwargs={"reference": "ref 1", "amount": "10.00"})
+        other = hold(make_uow, task_id="task-8", kwargs={"reference": "ref 2", "amount": "10.00"})
+        again = hold(make_uow, task_id="task-8", kwargs={"amount": "10.00", "reference": "ref 2"})
+
+        assert other != first
+        assert again == other
+        assert [(m.id, m.message["reference"]) for m in list_held(make_uow())] == [(first, "ref 1"), (other, "ref 2")]
+
+    def test_the_same_message_under_another_task_is_held_apart(self, make_uow: UowFactory) -> None:
+        first = hold(make_uow, task_id="task-9", task="payments.deposit")
+        other = hold(make_uow, task_id="task-9", task="payments.withdraw")
+
+        assert other != first
+
     def test_held_message_is_listed_with_what_was_recorded(self, make_uow: UowFactory) -> None:
         held = held_message(
             reason=HeldReason.RETRIES_SPENT,

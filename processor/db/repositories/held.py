@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import cast, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -15,7 +16,7 @@ class HeldMessageRepository:
         self.session = session
 
     def add(self, held: HeldMessage) -> int:
-        """The held message's id; the one already held when its task id is known, so each is held once."""
+        """The held message's id; the one already held under its task id with the same content, so each is held once."""
         held_id = self.session.execute(
             pg_insert(HeldMessageRow)
             .values(
@@ -26,12 +27,16 @@ class HeldMessageRepository:
                 message=dict(held.message),
                 error=held.error,
             )
-            .on_conflict_do_nothing(index_elements=[HeldMessageRow.task_id])
+            .on_conflict_do_nothing(index_elements=[HeldMessageRow.task_id, HeldMessageRow.content_digest])
             .returning(HeldMessageRow.id)
         ).scalar_one_or_none()
         if held_id is None:
             held_id = self.session.scalars(
-                select(HeldMessageRow.id).where(HeldMessageRow.task_id == held.task_id)
+                select(HeldMessageRow.id).where(
+                    HeldMessageRow.task_id == held.task_id,
+                    HeldMessageRow.task == held.task,
+                    HeldMessageRow.message == cast(dict(held.message), JSONB),
+                )
             ).one()
         return held_id
 
