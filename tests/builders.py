@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
+import sqlalchemy
+
 from processor.db.uow import UnitOfWork
 from processor.domain.accounts import Account, Customer
 from processor.domain.book import Policy
@@ -50,3 +52,17 @@ def pay(
 
 def balance(make_uow: UowFactory, number: str) -> Decimal:
     return get_account(make_uow(), number).balance
+
+
+def tamper(make_uow: UowFactory, *statements: str, **params: object) -> None:
+    """Commit raw SQL that the database's ledger guards refuse, as a damaged or hand-edited database would hold it.
+
+    `session_replication_role = replica` skips every trigger, the guards of migration 0004 and foreign keys alike,
+    for this one transaction only; it needs a superuser, which the tests connect as. Only tests that need a broken
+    ledger (to prove `verify` finds it) or an impossible one (a balance at the column's limit) use it.
+    """
+    with make_uow() as uow:
+        uow.session.execute(sqlalchemy.text("SET LOCAL session_replication_role = replica"))
+        for statement in statements:
+            uow.session.execute(sqlalchemy.text(statement), params)
+        uow.commit()

@@ -21,7 +21,7 @@ from processor.db.admin import alembic_config
 from processor.db.engine import get_engine
 from processor.services.accounts import get_account
 from processor.services.customers import get_customer
-from tests.builders import UowFactory, make_account, make_customer, pay
+from tests.builders import UowFactory, make_account, make_customer, pay, tamper
 from tests.clis import error_line, invoke, invoke_json, mistype
 from tests.conftest import SERVER_URL, ThrowawayDatabases
 from tests.requests import deposit, transfer, withdrawal
@@ -322,10 +322,8 @@ class TestVerify:
 
     def test_corrupted_balance_is_a_violation(self, make_uow: UowFactory, database_url: str) -> None:
         account = make_account(make_uow, balance="50.00")
-        with get_engine(database_url).begin() as connection:
-            connection.execute(
-                sqlalchemy.text("UPDATE accounts SET balance = balance + 1 WHERE number = :n"), {"n": account.number}
-            )
+        # Past the database's ledger guards (migration 0004), which would refuse this balance.
+        tamper(make_uow, "UPDATE accounts SET balance = balance + 1 WHERE number = :n", n=account.number)
 
         result = run("verify", "--json")
 

@@ -12,7 +12,7 @@ from processor.messages import read_fields
 from processor.services.accounts import change_status, get_account
 from processor.services.payments import apply_payments, get_outcome
 from processor.services.verify import verify_ledger
-from tests.builders import UowFactory, balance, make_account, pay
+from tests.builders import UowFactory, balance, make_account, pay, tamper
 from tests.requests import deposit, transfer, withdrawal
 
 
@@ -176,11 +176,8 @@ class TestSavingsMonthlyLimit:
     def test_last_months_payments_do_not_count(self, make_uow: UowFactory) -> None:
         savings = make_account(make_uow, type="savings", balance="100.00")
         pay(make_uow, *[withdrawal(savings.number, "1.00") for _ in range(6)])
-        with make_uow() as uow:
-            uow.session.execute(
-                sqlalchemy.text("UPDATE transactions SET created_at = date_trunc('month', now()) - interval '1 second'")
-            )
-            uow.commit()
+        # A recorded outcome's time never changes (migration 0004): moving these into last month takes tamper().
+        tamper(make_uow, "UPDATE transactions SET created_at = date_trunc('month', now()) - interval '1 second'")
         (outcome,) = pay(make_uow, withdrawal(savings.number, "1.00"))
         assert outcome.status == "applied"
 
