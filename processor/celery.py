@@ -67,7 +67,10 @@ def make_app(settings: Settings) -> Celery:
         task_retry_on_worker_lost=True,
         # No result backend: the ledger is the record (`submit status` reads it); task events carry the outcome.
         task_ignore_result=True,
-        # A stuck task is killed and held as retries_spent: it may or may not have committed, a resend settles it.
+        # A task running too long is interrupted first, so that it rolls back and is retried like a lock timeout
+        # (processor/tasks.py); one that does not stop is killed at the hard limit and held as retries_spent: it
+        # may or may not have committed, and a resend settles it.
+        task_soft_time_limit=settings.task_soft_time_limit(),
         task_time_limit=settings.task_time_limit,
         # A group gathers only what the worker has prefetched (README, "Grouped apply in the worker"); what a
         # killed worker held unacked comes back after the visibility timeout. Retries waiting for their countdown

@@ -1,19 +1,32 @@
-"""Configuration from the environment (or a .env file), read once per process."""
+"""Configuration from the environment (or a .env file), read once per process.
+
+The .env file read is the one PROCESSOR_ENV_FILE names (set but empty: none), or else `.env` in the working directory;
+never one found anywhere else, such as a parent directory or the installed package's.
+"""
 
 from __future__ import annotations
 
 import getpass
+import os
 import re
 from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from processor.db.roles import check_role_name
 from processor.domain.book import Policy
 from processor.domain.errors import InvalidValue
 from processor.domain.money import parse_currency
@@ -22,7 +35,11 @@ _POLICY = Policy()  # the domain's defaults, so they are stated once
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PROCESSOR_", env_file=".env", extra="ignore")
+    # The .env file is chosen by env_file() in settings_customise_sources, not here.
+    model_config = SettingsConfigDict(env_prefix="PROCESSOR_", extra="ignore")
+
+    # Only to be checked: the file is read before the settings are (settings_customise_sources).
+    env_file: str | None = None
 
     database_url: str = Field(
         default="postgresql+psycopg2://postgres@127.0.0.1:5432/abcbank",
@@ -46,8 +63,9 @@ class Settings(BaseSettings):
     retry_backoff_max: int = Field(default=60, ge=1)
     lock_timeout: float = Field(default=5.0, gt=0)
     statement_timeout: float = Field(default=30.0, gt=0)
-    # The pool process running a task past this is killed; the message is held for operators (retries_spent).
-    task_time_limit: int = Field(default=60, ge=1)
+    # A task still running near this limit is interrupted, rolled back and retried (task_soft_time_limit); one
+    # that cannot be interrupted is killed at it and held for operators (retries_spent).
+    task_time_limit: int = Field(default=60, ge=2)
     worker_concurrency: int | None = Field(default=None, ge=1)
     # Single-payment messages a worker applies in one transaction (1: none; at most a payments.batch's 1,000),
     # gathered for group_wait_ms after the first, or longer while every pool process is busy (processor/grouping.py).
@@ -58,6 +76,36 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     # Unset: the CLI logs warnings only (its output is the result), long-running processes log INFO.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
+    # The database roles `processor db roles` creates and `processor db upgrade` grants to (processor/db/roles.py).
+    db_owner_role: str = "abcbank_owner"
+    db_worker_role: str = "abcbank_worker"
+    db_operator_role: str = "abcbank_operator"
+    db_reader_role: str = "abcbank_reader"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file, as before; the file is the one env_file() chooses, and only that.
+        dotenv = DotEnvSettingsSource(settings_cls, env_file=env_file(), env_file_depth=0)
+        return init_settings, env_settings, dotenv, file_secret_settings
+
+    @field_validator("env_file")
+    @classmethod
+    def _check_env_file(cls, value: str | None) -> str | None:
+        if value and not Path(value).expanduser().is_file():
+            raise ValueError(f"{value!r} is not a file (unset it to read .env in the working directory)")
+        return value
+
+    @field_validator("db_owner_role", "db_worker_role", "db_operator_role", "db_reader_role")
+    @classmethod
+    def _check_role(cls, value: str) -> str:
+        return check_role_name(value)
 
     @field_validator("database_url")
     @classmethod
@@ -103,10 +151,10 @@ class Settings(BaseSettings):
                 f"PROCESSOR_RETRY_BACKOFF_MAX ({self.retry_backoff_max} s) plus "
                 f"PROCESSOR_TASK_TIME_LIMIT ({self.task_time_limit} s)"
             )
-        if self.statement_timeout >= self.task_time_limit:
+        if self.statement_timeout >= self.task_soft_time_limit():
             raise ValueError(
-                f"PROCESSOR_STATEMENT_TIMEOUT ({self.statement_timeout:g} s) must be shorter than "
-                f"PROCESSOR_TASK_TIME_LIMIT ({self.task_time_limit} s)"
+                f"PROCESSOR_STATEMENT_TIMEOUT ({self.statement_timeout:g} s) must be shorter than the soft time "
+                f"limit ({self.task_soft_time_limit():g} s, PROCESSOR_TASK_TIME_LIMIT less its margin)"
             )
         return self
 
@@ -123,6 +171,12 @@ class Settings(BaseSettings):
             raise ValueError(f"{redacted(value)!r} is not a Redis URL such as redis://127.0.0.1:6379/0")
         return value
 
+    def task_soft_time_limit(self) -> float:
+        """Seconds after which a running task is interrupted, rolled back and retried."""
+        # The margin before the hard limit is for the rollback; a task stuck in C code (a query) does not see the
+        # interruption, which is why the statement timeout is shorter still.
+        return float(self.task_time_limit - min(10, max(1, self.task_time_limit // 5)))
+
     def worker_prefetch_multiplier(self) -> int:
         """Celery's worker_prefetch_multiplier: a group can only gather messages the worker has prefetched."""
         if self.prefetch_multiplier is not None:
@@ -135,6 +189,16 @@ class Settings(BaseSettings):
             reward_points_per_unit=self.reward_points_per_unit,
             reward_unit=self.reward_unit,
         )
+
+
+def env_file() -> Path | None:
+    """The .env file to read: the one PROCESSOR_ENV_FILE names (set but empty: none), else .env in the working
+    directory. A relative path is taken from the working directory; a missing file is skipped here and refused by
+    the env_file setting's check."""
+    named = os.environ.get("PROCESSOR_ENV_FILE")
+    if named is not None:
+        return Path(named).expanduser() if named else None
+    return Path.cwd() / ".env"
 
 
 def describe(error: ValidationError) -> str:

@@ -100,11 +100,12 @@ class Pending:
 class Grouper:
     """Gathers a consumer's plain single-payment messages into groups, in the event loop's thread only."""
 
-    def __init__(self, consumer: Any, size: int, wait: float, time_limit: float) -> None:
+    def __init__(self, consumer: Any, size: int, wait: float, soft_time_limit: float, time_limit: float) -> None:
         self._consumer = consumer
         self._hub = consumer.hub
         self._size = size
         self._wait = wait
+        self._soft_time_limit = soft_time_limit
         self._time_limit = time_limit
         self._actor = f"worker {consumer.hostname}"
         self._buffer: list[Pending] = []
@@ -160,7 +161,7 @@ class Grouper:
             Group(self, items).start()
 
     def submit(self, group: Group) -> Any:
-        """Start a group's pool job, with the task time limit, so that a stuck group is killed and falls back."""
+        """Start a group's pool job under the task time limits: a slow group rolls back or is killed, and falls back."""
         return self._consumer.pool.apply_async(
             run_group,
             args=([(p.task.name, p.kwargs) for p in group.items], self._actor, group.items[0].task.resultrepr_maxsize),
@@ -168,6 +169,7 @@ class Grouper:
             callback=group.on_result,
             error_callback=group.on_error,
             timeout_callback=group.on_timeout,
+            soft_timeout=self._soft_time_limit,
             timeout=self._time_limit,
             correlation_id=group.items[0].task_id,
         )
@@ -313,8 +315,14 @@ def make_grouper(consumer: Any) -> Grouper | None:
         # Other pools run their callbacks on other threads than the consumer's, or never free the semaphore's slot.
         log_event("payment.grouping_off", logging.WARNING, reason="needs the prefork pool and its event loop")
         return None
-    time_limit = consumer.app.conf.task_time_limit or settings.task_time_limit
-    return Grouper(consumer, settings.group_size, settings.group_wait_ms / 1000, time_limit)
+    conf = consumer.app.conf
+    return Grouper(
+        consumer,
+        settings.group_size,
+        settings.group_wait_ms / 1000,
+        conf.task_soft_time_limit or settings.task_soft_time_limit(),
+        conf.task_time_limit or settings.task_time_limit,
+    )
 
 
 def grouping_strategy(task: Task, app: Celery, consumer: Any, **options: Any) -> Handler:

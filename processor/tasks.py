@@ -5,18 +5,24 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypedDict, TypeVar
+from typing import NoReturn, TypedDict, TypeVar
 
-from billiard.exceptions import TimeLimitExceeded, WorkerLostError
+from billiard.einfo import ExceptionWithTraceback
+from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 from celery import Task
-from celery.signals import task_failure, task_rejected, task_unknown, worker_process_init
+from celery.exceptions import Reject, TaskPredicate
+from celery.signals import task_rejected, task_unknown, worker_init, worker_process_init
+from celery.worker.request import Request
+from celery.worker.state import revoked as revoked_tasks
 from kombu.message import Message
 
 from processor.bootstrap import worker_engines, worker_unit_of_work
 from processor.celery import GuardedTask, app
 from processor.config import get_settings
+from processor.db.schema import schema_problem
 from processor.db.transient import is_transient
 from processor.domain.errors import InvalidRequest
 from processor.domain.held import HeldMessage, HeldReason
@@ -59,11 +65,51 @@ class BatchResult(TypedDict):
 # held as a bug, instead of one more unexpected field that the contract refuses. It travels under this name
 # through Celery's calls, and the tasks give it back its own before reading the message.
 _SELF_KWARG = "\x00self"
+# How long a message whose record cannot be written waits in its pool process before it goes back to the queue:
+# it would only fail again at once, and this keeps a worker that cannot write from spinning on its queue.
+KEEP_PAUSE = 5.0
+
+
+class PaymentDelivery(Request):  # type: ignore[misc]
+    """Celery's request for a payment message: never acked without its record, and not revocable."""
+
+    def revoked(self) -> bool:
+        # A revoked or expired payment would be acked and dropped with no record: it is applied instead, and a
+        # sender that wants it undone sends a reversal.
+        if self.id in revoked_tasks:
+            log_event("payment.revoke_ignored", logging.WARNING, task=self.task.name, task_id=self.id)
+        return False
+
+    def terminate(self, pool: object, signal: object = None) -> None:
+        # `revoke --terminate` would kill the payment mid-transaction and ack it: the outcome would be unknown.
+        log_event("payment.terminate_ignored", logging.WARNING, task=self.task.name, task_id=self.id)
+
+    def on_failure(self, exc_info: object, send_failed_event: bool = True, return_ok: bool = False) -> object:
+        error = getattr(exc_info, "exception", None)
+        if isinstance(error, ExceptionWithTraceback):
+            error = error.exc
+        if self._acked_without_retry(error):
+            # Celery acks these before it reports them: the hold must be written first.
+            held = held_records(HeldReason.RETRIES_SPENT, self.task.name, self.id, self.args, self.kwargs, repr(error))
+            try:
+                hold_messages(worker_unit_of_work(), held)
+            except Exception as failure:
+                _log_unrecorded(held, failure)
+                self.reject(requeue=True)
+                return None
+        return super().on_failure(exc_info, send_failed_event, return_ok)
+
+    def _acked_without_retry(self, error: object) -> bool:
+        # Killed at the hard time limit; or the process died and its retries (task_retry_on_worker_lost) are spent.
+        if isinstance(error, TimeLimitExceeded):
+            return True
+        return isinstance(error, WorkerLostError) and self.request_dict.get("retries", 0) >= self.task.max_retries
 
 
 class PaymentTask(GuardedTask):
     max_retries = _settings.retry_max
     default_retry_delay = 1  # the delay of a retry after the worker process died (task_retry_on_worker_lost)
+    Request = PaymentDelivery
 
     def __call__(self, /, *args: object, **kwargs: object) -> object:
         if "self" in kwargs:
@@ -78,29 +124,92 @@ def _sent(kwargs: Mapping[str, object]) -> dict[str, object]:
 
 def apply_message(task: Task, args: Sequence[object], kwargs: Mapping[str, object]) -> TaskResult:
     """Apply one message, retrying transient database errors; it is acked only once its fate is in the database."""
-    return _with_retries(task, args, kwargs, lambda: _apply(task, args, kwargs))
+    return _held_if_failed(
+        task, args, kwargs, lambda: _with_retries(task, args, kwargs, lambda: _apply(task, args, kwargs))
+    )
+
+
+def retryable(error: BaseException) -> bool:
+    """Whether a later attempt may succeed: a transient database error, or a run cut short by the soft time limit."""
+    return isinstance(error, SoftTimeLimitExceeded) or is_transient(error)
+
+
+def _held_if_failed(task: Task, args: Sequence[object], kwargs: Mapping[str, object], work: Callable[[], R]) -> R:
+    # A payment that fails for good is held for operators before its message is acked; it has no outcome, so a
+    # resend can apply it once the cause is fixed.
+    try:
+        return work()
+    except TaskPredicate:
+        raise  # Celery's own retry, reject and ignore
+    except Exception as error:
+        if retryable(error):
+            raise  # its retries are spent, and _with_retries has held it
+        _hold_or_keep(held_records(HeldReason.FAILED, task.name, task.request.id, args, kwargs, repr(error)))
+        raise
 
 
 def _with_retries(task: Task, args: Sequence[object], kwargs: Mapping[str, object], work: Callable[[], R]) -> R:
     try:
         return work()
     except Exception as error:
-        if not is_transient(error):
+        if not retryable(error):
             raise
         retries = task.request.retries
         if retries < task.max_retries:
-            countdown = backoff(retries, _settings.retry_backoff_max)
-            raise task.retry(exc=error, countdown=countdown) from error
+            raise _retry(task, error, backoff(retries, _settings.retry_backoff_max)) from error
         held = held_records(HeldReason.RETRIES_SPENT, task.name, task.request.id, args, kwargs, repr(error))
         try:
             hold_messages(worker_unit_of_work(), held)
         except Exception as still_down:
             if not is_transient(still_down):
-                raise
+                _keep(held, still_down)
             # Retries are spent but the database cannot record that yet: acking now would lose the payment
             # without a trace, so keep the message and try again at the slowest pace until it can be recorded.
-            raise task.retry(exc=error, countdown=_settings.retry_backoff_max, max_retries=None) from error
+            raise _retry(task, error, _settings.retry_backoff_max, max_retries=None) from error
         raise
+
+
+def _retry(task: Task, error: Exception, countdown: float, **options: object) -> Exception:
+    """Celery's retry, but a retry the broker refuses puts the message back instead of dropping it."""
+    try:
+        return task.retry(exc=error, countdown=countdown, **options)  # type: ignore[no-any-return]
+    except Reject as refused:
+        # Celery sends the retry as a new message and, if that fails, rejects this one without requeueing it:
+        # with Redis full or away, the payment would vanish. Requeued, it is tried again; if even that cannot be
+        # written, it stays unacked and Redis gives it back after the visibility timeout.
+        log_event("payment.retry_not_sent", logging.ERROR, task_id=task.request.id, error=repr(refused.reason))
+        time.sleep(min(countdown, KEEP_PAUSE))
+        raise Reject(refused.reason, requeue=True) from error
+
+
+def _hold_or_keep(held: list[HeldMessage]) -> None:
+    """Write the holds; if the database refuses them, the message goes back to the queue rather than being acked."""
+    try:
+        hold_messages(worker_unit_of_work(), held)
+    except Exception as failure:
+        _keep(held, failure)
+
+
+def _keep(held: list[HeldMessage], failure: Exception) -> NoReturn:
+    _log_unrecorded(held, failure)
+    time.sleep(KEEP_PAUSE)
+    raise Reject(failure, requeue=True) from failure
+
+
+def _log_unrecorded(held: Sequence[HeldMessage], failure: Exception) -> None:
+    first = held[0]
+    log_event(
+        "payment.hold_failed",
+        logging.ERROR,
+        kept="back to the queue",
+        reason=first.reason,
+        task=first.task,
+        task_id=first.task_id,
+        reference=first.reference,
+        payments=len(held),
+        error=first.error,
+        database_error=_first_line(failure),
+    )
 
 
 def backoff(retries: int, cap: float) -> float:
@@ -169,6 +278,13 @@ def apply_group(items: Sequence[tuple[str, Mapping[str, object]]], actor: str) -
 
 def apply_batch_message(task: Task, args: Sequence[object], kwargs: Mapping[str, object]) -> BatchResult | HeldResult:
     """Apply a payments.batch message in one transaction, isolating any payment that makes it fail for good."""
+    # The whole message is retried: what an earlier attempt applied or held is recorded, and comes back as such.
+    return _held_if_failed(
+        task, args, kwargs, lambda: _with_retries(task, args, kwargs, lambda: _apply_batch(task, args, kwargs))
+    )
+
+
+def _apply_batch(task: Task, args: Sequence[object], kwargs: Mapping[str, object]) -> BatchResult | HeldResult:
     try:
         requests, unreadable = read_batch(args, kwargs)
     except InvalidRequest as error:
@@ -192,7 +308,7 @@ def apply_batch_message(task: Task, args: Sequence[object], kwargs: Mapping[str,
         )
         counts["held"] += len(unreadable)
     if requests:
-        _with_retries(task, args, kwargs, lambda: _apply_isolating(task, requests, counts))
+        _apply_isolating(task, requests, counts)
     return {
         "status": "done",
         "payments": len(requests) + len(unreadable),
@@ -210,7 +326,7 @@ def _apply_isolating(
     try:
         outcomes = apply_payments(worker_unit_of_work(), [r for _, r in items], _settings.policy(), actor=_actor(task))
     except Exception as error:
-        if is_transient(error):
+        if retryable(error):
             raise
         if len(items) == 1:
             # The one payment that fails the batch: held as a bug to look at, so that the others can apply. Held
@@ -259,43 +375,6 @@ def transfer(self: Task, *args: object, **kwargs: object) -> TaskResult:
 def batch(self: Task, *args: object, **kwargs: object) -> BatchResult | HeldResult:
     """Apply a batch of payments in one transaction: kwarg payments, a list of 1 to 1,000 payment file rows."""
     return apply_batch_message(self, args, _sent(kwargs))
-
-
-@task_failure.connect
-def hold_failed_payment(
-    sender: Task | None = None,
-    task_id: str | None = None,
-    exception: BaseException | None = None,
-    args: Sequence[object] = (),
-    kwargs: Mapping[str, object] | None = None,
-    **_: object,
-) -> None:
-    """A payment task that failed for good is held for operators; it has no outcome, so a resend can apply it."""
-    if sender is None or sender.name not in PAYMENT_TASKS or (exception is not None and is_transient(exception)):
-        return  # a transient error fails a task only once apply_message has held it
-    if isinstance(exception, (WorkerLostError, TimeLimitExceeded)):
-        # A process that died or ran out of time may or may not have committed: a resend settles it once.
-        reason = HeldReason.RETRIES_SPENT
-    else:
-        reason = HeldReason.FAILED
-    held_all = held_records(reason, sender.name, task_id, args or (), kwargs or {}, repr(exception))
-    try:
-        hold_messages(worker_unit_of_work(), held_all)
-    except Exception as error:
-        held = held_all[0]
-        # The database refused the record: the log line is the only one, so it carries the whole message.
-        log_event(
-            "payment.held",
-            logging.ERROR,
-            recorded="log only",
-            reason=held.reason,
-            task=held.task,
-            task_id=task_id,
-            reference=held.reference,
-            payload=dict(held.message),
-            error=held.error,
-            database_error=str(error).splitlines()[0],
-        )
 
 
 @task_rejected.connect
@@ -348,3 +427,23 @@ def forget_inherited_connections(**_: object) -> None:
     # The main process writes held messages too, so a process forked from it inherits its pool's sockets.
     for engine in worker_engines():
         engine.dispose(close=False)
+
+
+@worker_init.connect
+def refuse_stale_schema(**_: object) -> None:
+    """A worker does not start on a database whose schema is not the one its code was written for."""
+    # Every task and every hold would fail (a missing table, say); it would only take messages to put them back.
+    try:
+        problem = schema_problem(_settings.database_url)
+    except Exception as error:
+        if not is_transient(error):
+            raise SystemExit(f"error: cannot read the database schema's revision: {_first_line(error)}") from None
+        # Not reachable yet: tasks retry until it is, and one that cannot be recorded goes back to the queue.
+        log_event("worker.schema_unchecked", logging.WARNING, error=_first_line(error))
+        return
+    if problem is not None:
+        raise SystemExit(f"error: {problem}")
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [repr(error)])[0]

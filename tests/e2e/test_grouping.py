@@ -40,7 +40,7 @@ BURST = 20
 # short as the settings allow, so that a killed worker's messages come back within seconds.
 LOCK_HELD = {
     "PROCESSOR_LOCK_TIMEOUT": "5",
-    "PROCESSOR_STATEMENT_TIMEOUT": "6",
+    "PROCESSOR_STATEMENT_TIMEOUT": "5.5",
     "PROCESSOR_TASK_TIME_LIMIT": "7",
     "PROCESSOR_VISIBILITY_TIMEOUT": "10",
 }

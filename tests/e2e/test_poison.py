@@ -30,6 +30,7 @@ from processor.services.payments import get_outcome
 from processor.services.verify import verify_ledger
 from tests.builders import UowFactory, balance, make_account
 from tests.e2e.conftest import StartWorker, Worker
+from tests.e2e.faults import account_locked, wait_for_lock_waiters
 from tests.requests import unique
 
 T = TypeVar("T")
@@ -286,6 +287,28 @@ class TestSendersCannotSetDeadlines:
         outcome = bank.wait_outcome(kwargs["reference"])
         assert (outcome.status, outcome.reason) == ("applied", None)
         assert "Discarding revoked task" not in bank.worker.output()
+        assert list_held(bank.make_uow()) == []
+
+    def test_a_revoked_payment_is_applied_and_a_running_one_is_not_killed(self, bank: Bank) -> None:
+        revoked = bank.deposit_kwargs()
+        revoked_id = str(uuid.uuid4())
+        # reply=True: the worker has the id in its revoked set before the message is sent.
+        assert bank.producer.control.revoke(revoked_id, reply=True, timeout=10), "no worker answered the revoke"
+        bank.producer.send_task("payments.deposit", kwargs=revoked, queue=QUEUE, task_id=revoked_id)
+        assert bank.wait_outcome(revoked["reference"]).status is OutcomeStatus.APPLIED
+
+        running = bank.deposit_kwargs()
+        with account_locked(bank.database_url, bank.account.number):
+            running_id = bank.send("payments.deposit", kwargs=running)
+            wait_for_lock_waiters(bank.database_url, 1, bank.worker)
+            bank.producer.control.revoke(running_id, terminate=True, signal="SIGKILL", reply=True, timeout=10)
+        assert bank.wait_outcome(running["reference"]).status is OutcomeStatus.APPLIED
+
+        log = bank.worker.output()
+        assert "Discarding revoked task" not in log
+        assert f"payment.revoke_ignored task=payments.deposit task_id={revoked_id}" in log
+        assert f"payment.terminate_ignored task=payments.deposit task_id={running_id}" in log
+        assert balance(bank.make_uow, bank.account.number) == OPENING_BALANCE + Decimal("20.00")
         assert list_held(bank.make_uow()) == []
 
 
