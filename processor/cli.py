@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable
 
 import click
@@ -9,7 +11,8 @@ import sqlalchemy
 from rich.table import Table
 
 from processor.bootstrap import unit_of_work
-from processor.db import admin
+from processor.config import Settings
+from processor.db import admin, roles
 from processor.domain.accounts import Account
 from processor.domain.money import format_amount
 from processor.logs import configure_logging
@@ -43,7 +46,7 @@ def cli() -> None:
 
 @cli.group()
 def db() -> None:
-    """Create and migrate the database."""
+    """Create and migrate the database, and the roles that use it."""
 
 
 @db.command("create")
@@ -66,9 +69,97 @@ def db_create(as_json: bool) -> None:
 @json_option
 @reports_errors
 def db_upgrade(revision: str, as_json: bool) -> None:
-    """Apply the Alembic migrations (upgrade head)."""
-    current = admin.upgrade(settings_or_exit().database_url, revision)
-    emit(as_json, {"revision": current}, lambda: console.print(f"database at revision {current}"))
+    """Apply the Alembic migrations (upgrade head), then grant the processor's roles again, if they exist."""
+    settings = settings_or_exit()
+    current = admin.upgrade(settings.database_url, revision)
+    granted = roles.grant_existing(settings.database_url, role_names(settings))
+
+    def render() -> None:
+        console.print(f"database at revision {current}")
+        if granted:
+            console.print(f"granted to {', '.join(granted)}")
+
+    emit(as_json, {"revision": current, "granted": granted}, render)
+
+
+def role_names(settings: Settings) -> roles.RoleNames:
+    return roles.RoleNames(
+        settings.db_owner_role, settings.db_worker_role, settings.db_operator_role, settings.db_reader_role
+    )
+
+
+def password_env_option(kind: roles.Kind) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    return click.option(
+        f"--{kind.value}-password-env",
+        f"{kind.value}_password_env",
+        default=f"ABCBANK_{kind.value.upper()}_PASSWORD",
+        show_default=True,
+        metavar="VARIABLE",
+        callback=_variable_name,
+        help=f"The environment variable that holds the {kind.value} role's password (needed for a new role; "
+        "unset, an existing role keeps its password).",
+    )
+
+
+def _variable_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise click.BadParameter(f"{value!r} is not an environment variable name (the password is never an option)")
+    return value
+
+
+@db.command("roles")
+@password_env_option(roles.Kind.OWNER)
+@password_env_option(roles.Kind.WORKER)
+@password_env_option(roles.Kind.OPERATOR)
+@password_env_option(roles.Kind.READER)
+@json_option
+@reports_errors
+def db_roles(
+    owner_password_env: str,
+    worker_password_env: str,
+    operator_password_env: str,
+    reader_password_env: str,
+    as_json: bool,
+) -> None:
+    """Create the owner, worker, operator and reader roles (PROCESSOR_DB_*_ROLE) and grant each what it needs.
+
+    Connect as a superuser (DATABASE_URL). Running it again changes only what differs.
+    """
+    settings = settings_or_exit()
+    variables = {
+        roles.Kind.OWNER: owner_password_env,
+        roles.Kind.WORKER: worker_password_env,
+        roles.Kind.OPERATOR: operator_password_env,
+        roles.Kind.READER: reader_password_env,
+    }
+    empty = [variable for variable in variables.values() if os.environ.get(variable) == ""]
+    if empty:
+        fail(f"{', '.join(empty)} is set but empty: give the role a password, or unset it to keep the one it has")
+    passwords = {kind: os.environ.get(variable) for kind, variable in variables.items()}
+    names = role_names(settings)
+    try:
+        changes = roles.create_roles(settings.database_url, names, passwords)
+    except roles.PasswordsMissing as error:
+        unset = ", ".join(f"{variables[kind]} (for {names.of(kind)})" for kind in error.kinds)
+        fail(f"a new role needs a password, and these are not set: {unset}; nothing was changed")
+    database = sqlalchemy.engine.make_url(settings.database_url).database
+
+    def render() -> None:
+        for change in changes:
+            password = "password set" if change.password_set else "password unchanged"
+            console.print(
+                f"role {change.role} ({change.kind}): {'created' if change.created else 'updated'}, {password}"
+            )
+        console.print(f"database {database}: owned by {settings.db_owner_role}, grants applied")
+
+    data = {
+        "database": database,
+        "roles": [
+            {"kind": c.kind.value, "role": c.role, "created": c.created, "password_set": c.password_set}
+            for c in changes
+        ],
+    }
+    emit(as_json, data, render)
 
 
 @cli.group()

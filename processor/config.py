@@ -1,19 +1,32 @@
-"""Configuration from the environment (or a .env file), read once per process."""
+"""Configuration from the environment (or a .env file), read once per process.
+
+The .env file read is the one PROCESSOR_ENV_FILE names (set but empty: none), or else `.env` in the working directory;
+never one found anywhere else, such as a parent directory or the installed package's.
+"""
 
 from __future__ import annotations
 
 import getpass
+import os
 import re
 from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from processor.db.roles import check_role_name
 from processor.domain.book import Policy
 from processor.domain.errors import InvalidValue
 from processor.domain.money import parse_currency
@@ -22,7 +35,11 @@ _POLICY = Policy()  # the domain's defaults, so they are stated once
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PROCESSOR_", env_file=".env", extra="ignore")
+    # The .env file is chosen by env_file() in settings_customise_sources, not here.
+    model_config = SettingsConfigDict(env_prefix="PROCESSOR_", extra="ignore")
+
+    # Only to be checked: the file is read before the settings are (settings_customise_sources).
+    env_file: str | None = None
 
     database_url: str = Field(
         default="postgresql+psycopg2://postgres@127.0.0.1:5432/abcbank",
@@ -59,6 +76,36 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     # Unset: the CLI logs warnings only (its output is the result), long-running processes log INFO.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
+    # The database roles `processor db roles` creates and `processor db upgrade` grants to (processor/db/roles.py).
+    db_owner_role: str = "abcbank_owner"
+    db_worker_role: str = "abcbank_worker"
+    db_operator_role: str = "abcbank_operator"
+    db_reader_role: str = "abcbank_reader"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file, as before; the file is the one env_file() chooses, and only that.
+        dotenv = DotEnvSettingsSource(settings_cls, env_file=env_file(), env_file_depth=0)
+        return init_settings, env_settings, dotenv, file_secret_settings
+
+    @field_validator("env_file")
+    @classmethod
+    def _check_env_file(cls, value: str | None) -> str | None:
+        if value and not Path(value).expanduser().is_file():
+            raise ValueError(f"{value!r} is not a file (unset it to read .env in the working directory)")
+        return value
+
+    @field_validator("db_owner_role", "db_worker_role", "db_operator_role", "db_reader_role")
+    @classmethod
+    def _check_role(cls, value: str) -> str:
+        return check_role_name(value)
 
     @field_validator("database_url")
     @classmethod
@@ -142,6 +189,16 @@ class Settings(BaseSettings):
             reward_points_per_unit=self.reward_points_per_unit,
             reward_unit=self.reward_unit,
         )
+
+
+def env_file() -> Path | None:
+    """The .env file to read: the one PROCESSOR_ENV_FILE names (set but empty: none), else .env in the working
+    directory. A relative path is taken from the working directory; a missing file is skipped here and refused by
+    the env_file setting's check."""
+    named = os.environ.get("PROCESSOR_ENV_FILE")
+    if named is not None:
+        return Path(named).expanduser() if named else None
+    return Path.cwd() / ".env"
 
 
 def describe(error: ValidationError) -> str:
