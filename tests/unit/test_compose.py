@@ -1,8 +1,10 @@
 """docker-compose.yml and the Dockerfile, checked against the project without Docker.
 
 Every command a service runs must name something that exists here (a console script and a real click command, or
-the Celery app and a Celery subcommand), every setting it passes must be one processor/config.py reads, Redis must
-keep what it is given, and the image must install the locked dependencies and then the project, migrations and all.
+the Celery app and a Celery subcommand), every setting it passes must be one processor/config.py reads, each service
+must connect as its own database role with a password that must be given, PostgreSQL and Redis must require
+passwords, Redis must keep what it is given, and the image must install the locked dependencies and then the
+project, migrations and all.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy.engine import make_url
 
 import processor
 from processor.config import Settings, env_name
+from processor.db.roles import Kind
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -40,6 +43,7 @@ DEV_LOCK = ROOT / "requirements-dev.lock"
 
 CELERY_SUBCOMMANDS = ("worker", "flower")
 REQUIRED = re.compile(r"^\$\{(?P<name>[A-Z_][A-Z0-9_]*):\?[^}]+\}$")
+REQUIRED_VALUE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*):\?[^}]+\}")
 
 
 def compose() -> dict[str, Any]:
@@ -326,12 +330,16 @@ def test_every_service_command_is_a_console_script_of_this_project_or_celery() -
         )
 
 
-def test_processor_commands_name_real_cli_commands() -> None:
-    found = list(commands("processor"))
-    assert found, "no service runs the operator CLI (the migrate service should run `processor db upgrade`)"
-    group = script_group("processor")
+@pytest.mark.parametrize("script", ["processor", "submit"])
+def test_cli_commands_name_real_cli_commands(script: str) -> None:
+    found = list(commands(script))
+    assert found or script == "submit", "no service runs the operator CLI (migrate runs `processor db upgrade`)"
+    group = script_group(script)
     for _name, args in found:
-        resolve_click_command("processor", group, args[1:])
+        # `submit --help` is a tools service's default: what precedes --help must exist.
+        words = args[1 : args.index("--help")] if "--help" in args else args[1:]
+        if words or "--help" not in args:
+            resolve_click_command(script, group, words)
 
 
 def test_migrate_runs_the_alembic_upgrade() -> None:
@@ -339,6 +347,18 @@ def test_migrate_runs_the_alembic_upgrade() -> None:
 
     command = resolve_click_command("processor", script_group("processor"), command_of(service("migrate"))[1:])
     assert command is db_upgrade, f"the migrate service runs `{command.name}`, not `processor db upgrade`"
+
+
+def test_the_roles_service_makes_the_roles() -> None:
+    from processor.cli import db_roles
+
+    command = resolve_click_command("processor", script_group("processor"), command_of(service("roles"))[1:])
+    assert command is db_roles, f"the roles service runs `{command.name}`, not `processor db roles`"
+
+
+def test_tools_services_start_only_when_run() -> None:
+    for name in ("operator", "submit"):
+        assert service(name).get("profiles") == ["tools"], f"{name} is for `docker compose run`, not for `up`"
 
 
 def test_celery_commands_load_this_projects_app() -> None:
@@ -417,28 +437,82 @@ def test_postgres_has_a_healthcheck_and_keeps_its_data_on_a_volume() -> None:
     )
 
 
-def test_app_services_reach_the_compose_postgres_and_redis() -> None:
+# The role each service connects to PostgreSQL as (None: it never does), and the variable holding its password.
+DATABASE_ROLES = {
+    "roles": Kind.OWNER,  # stands for the superuser here: see database_user()
+    "migrate": Kind.OWNER,
+    "worker": Kind.WORKER,
+    "operator": Kind.OPERATOR,
+    "submit": Kind.READER,
+    "flower": None,
+}
+BROKER_USERS = {"worker", "flower", "submit"}
+REDIS_URL = re.compile(r"^redis://:\$\{REDIS_PASSWORD:\?[^}]+\}@redis:6379/0$")
+
+
+def password_variables() -> dict[Kind, str]:
+    """The variables `processor db roles` reads the roles' passwords from, by default."""
+    from processor.cli import db_roles
+
+    defaults = {str(param.name): str(param.default) for param in db_roles.params}
+    return {kind: defaults[f"{kind.value}_password_env"] for kind in Kind}
+
+
+def database_user(service_name: str) -> tuple[str, str]:
+    """The PostgreSQL user a service must connect as, and the variable its password must come from."""
+    if service_name == "roles":
+        return environment_of(service("postgres"))["POSTGRES_USER"], "POSTGRES_PASSWORD"
+    kind = DATABASE_ROLES[service_name]
+    assert kind is not None
+    role = Settings.model_fields[f"db_{kind.value}_role"].default
+    return str(role), password_variables()[kind]
+
+
+def test_every_app_service_has_a_database_role_decided() -> None:
+    assert set(app_services()) == set(DATABASE_ROLES), "say in DATABASE_ROLES which role a new service connects as"
+
+
+def test_app_services_connect_as_their_own_role_with_a_password_from_the_environment() -> None:
     postgres_db = environment_of(service("postgres")).get("POSTGRES_DB")
     for name, spec in app_services().items():
         environment = environment_of(spec)
-        assert "DATABASE_URL" in environment, f"service {name} sets no DATABASE_URL"
-        assert "CELERY_BROKER_URL" in environment, f"service {name} sets no CELERY_BROKER_URL"
-        settings = Settings.model_validate(
-            {"DATABASE_URL": environment["DATABASE_URL"], "CELERY_BROKER_URL": environment["CELERY_BROKER_URL"]}
-        )
+        if DATABASE_ROLES[name] is None:
+            assert "DATABASE_URL" not in environment, f"service {name} never uses the database: give it no URL"
+            assert "PGPASSWORD" not in environment, f"service {name} never uses the database: give it no password"
+            continue
+        settings = Settings.model_validate({"DATABASE_URL": environment["DATABASE_URL"]})
         database = make_url(settings.database_url)
+        user, variable = database_user(name)
         assert database.drivername == "postgresql+psycopg2"
         assert (database.host, database.port, database.database) == ("postgres", 5432, postgres_db), (
             f"service {name}: DATABASE_URL should name the postgres service's database {postgres_db}"
         )
-        broker = make_url(settings.celery_broker_url)
-        assert (broker.drivername, broker.host) == ("redis", "redis"), f"service {name}: broker is not redis"
+        assert database.username == user, f"service {name} connects as {database.username}, not {user}"
+        # In PGPASSWORD (libpq reads it), never in the URL: any character may be in it, and no log prints it.
+        assert database.password is None, f"service {name}: no password in DATABASE_URL (PGPASSWORD holds it)"
+        match = REQUIRED.match(environment.get("PGPASSWORD", ""))
+        assert match is not None, f"service {name}: PGPASSWORD must be ${{{variable}:?...}}"
+        assert match["name"] == variable, f"service {name}: PGPASSWORD comes from {match['name']}, not {variable}"
+
+
+def test_the_broker_url_carries_the_redis_password() -> None:
+    for name, spec in app_services().items():
+        broker = environment_of(spec).get("CELERY_BROKER_URL")
+        if name not in BROKER_USERS:
+            assert broker is None, f"service {name} never uses the broker: give it no URL"
+            continue
+        assert broker is not None, f"service {name} sets no CELERY_BROKER_URL"
+        assert REDIS_URL.match(broker), f"service {name}: {broker!r} is not redis://:${{REDIS_PASSWORD:?...}}@redis"
+        # As Compose would fill it in: a URL the settings accept, with the password where Redis expects it.
+        filled = Settings.model_validate({"CELERY_BROKER_URL": REQUIRED_VALUE.sub("pw", broker)}).celery_broker_url
+        assert make_url(filled).password == "pw"
 
 
 def test_app_services_set_only_settings_the_project_reads() -> None:
     from flower.options import options as flower_options
 
-    known = {env_name(field) for field in Settings.model_fields}
+    # Besides the settings: libpq's PGPASSWORD, and the roles' passwords that `processor db roles` reads.
+    known = {env_name(field) for field in Settings.model_fields} | {"PGPASSWORD", *password_variables().values()}
     for name, spec in app_services().items():
         for variable in environment_of(spec):
             if variable.startswith("FLOWER_"):
@@ -448,17 +522,71 @@ def test_app_services_set_only_settings_the_project_reads() -> None:
                 assert variable in known, f"service {name}: {variable} is not a setting (processor/config.py)"
 
 
+def test_only_the_roles_service_has_the_superuser_and_the_roles_passwords() -> None:
+    secrets = {"POSTGRES_PASSWORD", *password_variables().values()}
+    for name, spec in app_services().items():
+        given = {m["name"] for value in environment_of(spec).values() for m in REQUIRED_VALUE.finditer(value)}
+        if name == "roles":
+            assert given == secrets, f"roles needs exactly {sorted(secrets)}, has {sorted(given)}"
+        else:
+            _, own = database_user(name) if DATABASE_ROLES[name] else ("", "")
+            assert given & secrets <= {own}, f"service {name} is given {sorted(given & secrets - {own})}"
+
+
+def test_postgres_requires_a_password_for_every_connection() -> None:
+    environment = environment_of(service("postgres"))
+    assert "POSTGRES_HOST_AUTH_METHOD" not in environment, "no POSTGRES_HOST_AUTH_METHOD: a password, not trust"
+    match = REQUIRED.match(environment.get("POSTGRES_PASSWORD", ""))
+    assert match is not None, "POSTGRES_PASSWORD must be ${POSTGRES_PASSWORD:?...}: required, with no default"
+    initdb = environment.get("POSTGRES_INITDB_ARGS", "").split()
+    assert {"--auth-host=scram-sha-256", "--auth-local=scram-sha-256"} <= set(initdb), (
+        "initdb must ask for scram-sha-256 on the network and on the container's socket"
+    )
+    assert not any("trust" in value for value in environment.values()), "no trust authentication"
+
+
+def test_redis_requires_a_password() -> None:
+    redis = service("redis")
+    args = command_of(redis)
+    assert "--requirepass" in args, "Redis must require a password (--requirepass)"
+    match = REQUIRED.match(args[args.index("--requirepass") + 1])
+    assert match is not None, "--requirepass must be ${REDIS_PASSWORD:?...}"
+    assert match["name"] == "REDIS_PASSWORD"
+    assert environment_of(redis).get("REDISCLI_AUTH") == args[args.index("--requirepass") + 1], (
+        "the healthcheck's redis-cli reads the password from REDISCLI_AUTH"
+    )
+    check = " ".join(map(str, (redis.get("healthcheck") or {}).get("test") or []))
+    assert "PONG" in check, "redis-cli exits 0 on NOAUTH too: the healthcheck must look for PONG"
+    assert "REDIS_PASSWORD" not in check, "the healthcheck must not put the password on a command line"
+
+
+def test_env_example_lists_what_compose_requires() -> None:
+    required = {m["name"] for m in REQUIRED_VALUE.finditer(COMPOSE_FILE.read_text())}
+    lines = [line for line in (ROOT / ".env.example").read_text().splitlines() if line and not line.startswith("#")]
+    listed = {line.partition("=")[0] for line in lines}
+    assert listed == required, f".env.example should list {sorted(required)}"
+
+
+def test_every_secret_is_required_and_has_no_default() -> None:
+    text = COMPOSE_FILE.read_text()
+    for variable in re.finditer(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?P<rest>[^}]*)\}", text):
+        if "PASSWORD" in variable["name"] or "AUTH" in variable["name"]:
+            assert variable["rest"].startswith(":?"), f"{variable.group()} must be required: ${{NAME:?message}}"
+
+
 # --- Start order, scaling, credentials -----------------------------------------------------------------------------
 
 
-def test_workers_start_after_healthy_postgres_and_redis_and_a_successful_migration() -> None:
+def test_workers_start_after_healthy_postgres_and_redis_the_roles_and_a_successful_migration() -> None:
     assert depends_on(service("worker")) == {
         "postgres": "service_healthy",
         "redis": "service_healthy",
         "migrate": "service_completed_successfully",
     }
-    assert depends_on(service("migrate")).get("postgres") == "service_healthy"
-    assert service("migrate").get("restart") == "no", "migrate is one-shot (and `no` must be quoted in YAML)"
+    assert depends_on(service("migrate")) == {"postgres": "service_healthy", "roles": "service_completed_successfully"}
+    assert depends_on(service("roles")) == {"postgres": "service_healthy"}
+    for one_shot in ("roles", "migrate"):
+        assert service(one_shot).get("restart") == "no", f"{one_shot} is one-shot (and `no` is quoted in YAML)"
     assert depends_on(service("flower")) == {"redis": "service_healthy", "worker": "service_started"}
 
 
