@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from processor.domain.money import format_amount
 from processor.domain.outcomes import Outcome, OutcomeStatus
 from processor.domain.requests import PaymentType
 from processor.logs import configure_logging
-from processor.messages import BY_TYPE, QUEUE, from_fields
+from processor.messages import BY_TYPE, from_fields
 from processor.services.accounts import change_status, get_account, open_account
 from processor.services.customers import get_customer, register_customer
 from processor.services.verify import verify_ledger
@@ -139,15 +140,15 @@ def scenario(a: dict[str, str]) -> list[Step]:
 
 
 @contextmanager
-def running_worker() -> Iterator[None]:
-    """A worker in the background for the length of the demo, its log in a temporary file."""
+def running_worker(queue: str) -> Iterator[None]:
+    """A worker on the demo's own queue for the length of the demo, its log in a temporary file."""
     log_path = Path(tempfile.gettempdir()) / "abcbank-demo-worker.log"
     celery = str(Path(sys.executable).with_name("celery"))
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
             # One process: a queue is first in, first out, but only one consumer applies in that order, and the
             # story needs order (the resend of demo-001 is applied before the attempt with another amount).
-            [celery, "-A", "processor", "worker", "--loglevel=INFO", "--concurrency=1", "--hostname=demo@%h"],
+            [celery, "-A", "processor", "worker", "-l", "INFO", "-c", "1", "-n", "demo@%h", "-Q", queue],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=os.environ,
@@ -168,6 +169,19 @@ def running_worker() -> Iterator[None]:
             console.print("worker stopped")
 
 
+@contextmanager
+def own_queue(client: Client) -> Iterator[None]:
+    """Delete the demo's queue at the end, with whatever an interrupted run left in it."""
+    try:
+        yield
+    finally:
+        with client.app.connection_for_write() as connection:
+            queue = client.app.amqp.queues[client.queue](connection.default_channel)
+            # Declared first, so that the channel knows the bindings (kept in Redis beside the queue) to delete.
+            queue.declare()
+            queue.delete()
+
+
 def wait_until_ready(worker: subprocess.Popen[bytes], log_path: Path, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while " ready." not in log_path.read_text(errors="replace"):
@@ -183,7 +197,7 @@ def send(client: Client, step: Step) -> str | None:
         message = BY_TYPE[PaymentType(str(step.fields["type"]))]
         kwargs = {k: step.fields[k] for k in ("reference", "amount", "currency") if step.fields.get(k) is not None}
         kwargs.update({kwarg: step.fields[name] for name, kwarg in message.accounts.items()})
-        client.app.send_task(message.task, kwargs=kwargs, queue=QUEUE)
+        client.app.send_task(message.task, kwargs=kwargs, queue=client.queue)
         return str(step.fields["reference"])
     try:
         return client.send_message(from_fields(step.fields))
@@ -197,17 +211,16 @@ def main() -> None:
     configure_logging(settings.log_format, settings.log_level, default_level="ERROR")
     console.rule("ABC Bank demo")
     console.print(f"database: {sqlalchemy.engine.make_url(settings.database_url).render_as_string(hide_password=True)}")
-    console.print(f"broker:   {maybe_sanitize_url(settings.celery_broker_url)}, queue {QUEUE}")
+    # A queue of this run's own: the demo takes no message of anyone else's, even on a shared broker, and leaves
+    # none behind for a real worker (its worker consumes only this queue, which is deleted at the end).
+    queue = f"abcbank-demo-{uuid.uuid4().hex[:12]}"
+    console.print(f"broker:   {maybe_sanitize_url(settings.celery_broker_url)}, queue {queue} (the demo's own)")
     reset_database(settings.database_url)
-    client = Client()
-    # Messages left by an interrupted demo would be applied to this fresh database: start from an empty queue.
-    stale = client.app.control.purge()
-    if stale:
-        console.print(f"dropped {stale} message(s) left in the demo's queue by an earlier run")
+    client = Client(queue=queue)
     accounts = open_accounts()
     numbers = {name: account.number for name, account in accounts.items()}
 
-    with running_worker():
+    with own_queue(client), running_worker(queue):
         # Fund the accounts whose status rules are on show, then give each its status, as an operator would.
         funding = [
             client.deposit(numbers[name], "50.00", reference=f"fund-{name}")

@@ -51,13 +51,14 @@ def new_reference() -> str:
 class Client:
     """Sends payment requests to the workers' queue; each is validated first, so a bad one is never sent."""
 
-    def __init__(self, app: Celery | None = None, database_url: str | None = None) -> None:
+    def __init__(self, app: Celery | None = None, database_url: str | None = None, queue: str = QUEUE) -> None:
         if app is None:
             from processor.celery import app as default_app
 
             app = default_app
         self.app = app
         self.database_url = database_url
+        self.queue = queue
         self.default_currency = get_settings().default_currency
 
     def deposit(
@@ -121,7 +122,7 @@ class Client:
     def send_message(self, message: PaymentMessage, producer: Producer | None = None) -> str:
         """Enqueue a message already validated; returns its reference. Raises NotSent, carrying the reference."""
         try:
-            self.app.send_task(message.task, kwargs=message.kwargs(), queue=QUEUE, producer=producer)
+            self.app.send_task(message.task, kwargs=message.kwargs(), queue=self.queue, producer=producer)
         except kombu.exceptions.OperationalError as error:
             raise NotSent([message.reference], error) from error
         return message.reference
@@ -133,7 +134,7 @@ class Client:
         """
         references = [message.reference for message in messages]
         try:
-            self.app.send_task(BATCH_TASK, kwargs=batch_kwargs(messages), queue=QUEUE, producer=producer)
+            self.app.send_task(BATCH_TASK, kwargs=batch_kwargs(messages), queue=self.queue, producer=producer)
         except kombu.exceptions.OperationalError as error:
             raise NotSent(references, error) from error
         return references
