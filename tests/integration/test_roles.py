@@ -137,6 +137,7 @@ class TestWhatEachRoleIsRefused:
             "DELETE FROM alembic_version",
             "CREATE TABLE stolen (id int)",
             "CREATE TEMPORARY TABLE stolen (id int)",
+            "CREATE SCHEMA stolen",
             "SELECT nextval('account_number_seq')",
             "SET session_replication_role = replica",  # would switch the ledger's triggers off
         ],
