@@ -2,10 +2,12 @@
 # docker-compose.yml builds it; tests/unit/test_compose.py checks this file against the project.
 FROM python:3.11-slim
 
+# PROCESSOR_ENV_FILE empty: the processes read no .env file, only the environment the container is given.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PROCESSOR_ENV_FILE=
 
 RUN groupadd --system --gid 10001 abcbank \
     && useradd --system --uid 10001 --gid abcbank --no-create-home --home-dir /app --shell /usr/sbin/nologin abcbank

@@ -702,3 +702,4 @@ def test_image_runs_as_a_non_root_user_without_dev_dependencies() -> None:
     env = dockerfile_env()
     assert env.get("PYTHONUNBUFFERED") == "1", "logs must not sit in a buffer"
     assert env.get("PYTHONDONTWRITEBYTECODE") == "1"
+    assert env.get("PROCESSOR_ENV_FILE") == "", "the image's processes read their settings from the environment only"
