@@ -77,6 +77,8 @@ def make_app(settings: Settings) -> Celery:
         # are not counted.
         worker_prefetch_multiplier=settings.worker_prefetch_multiplier(),
         worker_concurrency=settings.worker_concurrency,
+        # A message no task can take is held before Celery drops it (processor/consumer.py).
+        worker_consumer="processor.consumer:PaymentConsumer",
         # Flower is built from task events, the returned outcome included.
         worker_send_task_events=True,
         task_send_sent_event=True,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -14,10 +13,9 @@ from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 from celery import Task
 from celery.exceptions import Reject, TaskPredicate
-from celery.signals import task_rejected, task_unknown, worker_init, worker_process_init
+from celery.signals import worker_init, worker_process_init
 from celery.worker.request import Request
 from celery.worker.state import revoked as revoked_tasks
-from kombu.message import Message
 
 from processor.bootstrap import worker_engines, worker_unit_of_work
 from processor.celery import GuardedTask, app
@@ -94,7 +92,7 @@ class PaymentDelivery(Request):  # type: ignore[misc]
             try:
                 hold_messages(worker_unit_of_work(), held)
             except Exception as failure:
-                _log_unrecorded(held, failure)
+                log_unrecorded(held, failure)
                 self.reject(requeue=True)
                 return None
         return super().on_failure(exc_info, send_failed_event, return_ok)
@@ -191,12 +189,13 @@ def _hold_or_keep(held: list[HeldMessage]) -> None:
 
 
 def _keep(held: list[HeldMessage], failure: Exception) -> NoReturn:
-    _log_unrecorded(held, failure)
+    log_unrecorded(held, failure)
     time.sleep(KEEP_PAUSE)
     raise Reject(failure, requeue=True) from failure
 
 
-def _log_unrecorded(held: Sequence[HeldMessage], failure: Exception) -> None:
+def log_unrecorded(held: Sequence[HeldMessage], failure: Exception) -> None:
+    """Log a hold the database refused, with what it was for: its message goes back to the queue."""
     first = held[0]
     log_event(
         "payment.hold_failed",
@@ -375,50 +374,6 @@ def transfer(self: Task, *args: object, **kwargs: object) -> TaskResult:
 def batch(self: Task, *args: object, **kwargs: object) -> BatchResult | HeldResult:
     """Apply a batch of payments in one transaction: kwarg payments, a list of 1 to 1,000 payment file rows."""
     return apply_batch_message(self, args, _sent(kwargs))
-
-
-@task_rejected.connect
-def hold_refused_message(message: Message | None = None, exc: BaseException | None = None, **_: object) -> None:
-    """A message Celery refused before any task could run (not a task message, or the wrong shape) is held."""
-    if message is not None:
-        _hold_raw(message, None, "not a task message" if exc is None else repr(exc))
-
-
-@task_unknown.connect
-def hold_unknown_task(
-    message: Message | None = None, exc: BaseException | None = None, name: str | None = None, **_: object
-) -> None:
-    """A message for a task this worker does not know (a typo in the task name, say) is held."""
-    if message is not None:
-        _hold_raw(message, name, f"no task named {name!r} (expected one of {', '.join(PAYMENT_TASKS)})")
-
-
-def _hold_raw(message: Message, name: str | None, error: str) -> None:
-    # These run in the worker's main process, between messages: whatever happens, it must not stop consuming.
-    try:
-        headers = message.headers if isinstance(message.headers, dict) else {}
-        body = message.body.decode("utf-8", "replace") if isinstance(message.body, bytes) else str(message.body)
-        task = str(headers.get("task") or name or "(none)")
-        fields = {"reference": _reference_in(body), "body": body}
-        held = HeldMessage.of(HeldReason.UNREADABLE, task, _text(headers.get("id")), (), fields, error)
-        hold_message(worker_unit_of_work(), held)
-    except Exception as failure:
-        log_event("payment.hold_failed", logging.ERROR, error=error, hold_error=repr(failure))
-
-
-def _reference_in(body: str) -> object:
-    # Best effort, so that an operator can search held messages by reference: a protocol 2 body is
-    # [args, kwargs, options].
-    try:
-        decoded = json.loads(body)
-    except ValueError:
-        return None
-    kwargs = decoded[1] if isinstance(decoded, list) and len(decoded) > 1 else None
-    return kwargs.get("reference") if isinstance(kwargs, dict) else None
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
 
 
 @worker_process_init.connect

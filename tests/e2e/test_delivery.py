@@ -78,8 +78,17 @@ def admin_head() -> str:
 
 
 class TestHoldTheDatabaseRefuses:
+    @pytest.mark.parametrize(
+        "task",
+        [
+            # Held by the task, in a pool process: without a reference no outcome can be recorded.
+            pytest.param("payments.deposit", id="in-the-task"),
+            # Held by the worker's main process, before Celery drops a message for a task it does not know.
+            pytest.param("payments.refund", id="unknown-task"),
+        ],
+    )
     def test_message_goes_back_to_the_queue_until_it_can_be_held(
-        self, make_uow: UowFactory, producer: Celery, start_worker: StartWorker, database_url: str
+        self, make_uow: UowFactory, producer: Celery, start_worker: StartWorker, database_url: str, task: str
     ) -> None:
         worker = start_worker(concurrency=1, PROCESSOR_GROUP_SIZE="1")
         engine = get_engine(database_url)
@@ -87,8 +96,7 @@ class TestHoldTheDatabaseRefuses:
         with engine.begin() as connection:
             connection.execute(sqlalchemy.text("ALTER TABLE held_messages RENAME TO held_messages_away"))
         try:
-            # Without a reference no outcome can be recorded: the message can only be held.
-            task_id = producer.send_task("payments.deposit", kwargs={"amount": "10.00"}, queue=QUEUE).id
+            task_id = producer.send_task(task, kwargs={"amount": "10.00"}, queue=QUEUE).id
             wait_until(lambda: logged(worker, "payment.hold_failed"), 20, "a hold that failed", [worker])
         finally:
             with engine.begin() as connection:
@@ -105,8 +113,21 @@ def private_redis(tmp_path: Path) -> Iterator[str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        + ["--appendonly", "no", "--maxmemory-policy", "noeviction", "--dir", str(tmp_path)],
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+            "--maxmemory-policy",
+            "noeviction",
+        ],
         stdout=subprocess.DEVNULL,
     )
     client = redis.Redis(port=port)
@@ -234,4 +255,3 @@ class TestTimeLimit:
         assert "SoftTimeLimitExceeded" in worker.output()
         assert [h for h in list_held(make_uow()) if h.reference == reference] == []
         assert balance(make_uow, account.number) == Decimal("10.00")
-
