@@ -20,7 +20,7 @@ from celery.worker.state import revoked as revoked_tasks
 from processor.bootstrap import worker_engines, worker_unit_of_work
 from processor.celery import GuardedTask, app
 from processor.config import get_settings
-from processor.db.schema import schema_problem
+from processor.db.schema import privilege_problem, schema_problem
 from processor.db.transient import is_transient
 from processor.domain.errors import InvalidRequest
 from processor.domain.held import HeldMessage, HeldReason
@@ -386,10 +386,10 @@ def forget_inherited_connections(**_: object) -> None:
 
 @worker_init.connect
 def refuse_stale_schema(**_: object) -> None:
-    """A worker does not start on a database whose schema is not the one its code was written for."""
+    """A worker does not start on a database whose schema is not its code's, or as a role that cannot record."""
     # Every task and every hold would fail (a missing table, say); it would only take messages to put them back.
     try:
-        problem = schema_problem(_settings.database_url)
+        problem = schema_problem(_settings.database_url) or privilege_problem(_settings.database_url)
     except Exception as error:
         if not is_transient(error):
             raise SystemExit(f"error: cannot read the database schema's revision: {_first_line(error)}") from None

@@ -7,6 +7,7 @@ the queue, so what the worker and `submit` do here is all they can do with those
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
 from functools import partial
@@ -23,7 +24,7 @@ from processor.services.customers import register_customer
 from processor.services.held import list_held
 from processor.services.verify import verify_ledger
 from tests.conftest import ThrowawayDatabases
-from tests.e2e.conftest import StartWorker, wait_for_outcomes
+from tests.e2e.conftest import CELERY, StartWorker, wait_for_outcomes
 from tests.e2e.payment_files import submit, wait_until, write_csv
 from tests.requests import deposit, transfer, unique
 from tests.roles import RoledDatabase, roled_database
@@ -80,3 +81,20 @@ def test_the_worker_and_submit_run_on_their_restricted_roles(
     assert get_account(operator(), second.number).balance == Decimal("45.00")
     assert verify_ledger(operator()) == []
     assert "permission denied" not in worker.output()
+
+
+def test_a_worker_started_as_the_read_only_role_refuses_to_start(roled: RoledDatabase, broker_url: str) -> None:
+    # It could take messages but record neither outcomes nor holds: every one would go back to the queue.
+    environment = roled.env(Kind.READER, CELERY_BROKER_URL=broker_url)
+    result = subprocess.run(
+        [CELERY, "-A", "processor", "worker", "-c", "1", "--without-mingle", "--without-gossip"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert error.startswith(f"error: the database role {roled.names.of(Kind.READER)} may not record payments (no ")
+    assert "INSERT on transactions" in error
+    assert "Traceback" not in result.stderr
