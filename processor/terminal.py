@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -12,13 +13,16 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import alembic.util.exc
 import click
+import kombu.exceptions
 import pydantic
 import sqlalchemy.exc
+from kombu.utils.url import maybe_sanitize_url
 from rich.console import Console
 from rich.text import Text
 
 from processor.config import Settings, describe, get_settings
-from processor.domain.errors import ProcessorError
+from processor.domain.errors import ProcessorError, Unavailable
+from processor.logs import configure_logging
 
 # Piped or redirected output gets a wide fixed width, so that tables are not cut to 80 columns in logs.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -27,9 +31,18 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def fail(message: str) -> NoReturn:
+# ARCHITECTURE section 9: 1 refused or not found, 2 usage (Click's own), 69 a database or broker not reached.
+EX_UNAVAILABLE = os.EX_UNAVAILABLE
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+    sys.exit(code)
+
+
+def unavailable(message: str) -> NoReturn:
+    """A database or broker that cannot be reached: one line, and the exit code a script can retry on."""
+    fail(message, EX_UNAVAILABLE)
 
 
 def settings_or_exit() -> Settings:
@@ -40,19 +53,37 @@ def settings_or_exit() -> Settings:
         fail(f"configuration: {describe(error)}")
 
 
+def database_failure(error: sqlalchemy.exc.DBAPIError) -> str:
+    url = sqlalchemy.engine.make_url(settings_or_exit().database_url).render_as_string(hide_password=True)
+    reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+    return f"cannot use the database at {url} (DATABASE_URL): {reason}"
+
+
+def broker_failure(error: BaseException) -> str:
+    url = maybe_sanitize_url(settings_or_exit().celery_broker_url)
+    return f"cannot send to the broker at {url} (CELERY_BROKER_URL): {error}"
+
+
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn the errors a user can act on into one line on stderr and exit code 1."""
+    """Every command's start and end: the settings checked and logging set up (here, not in the group, so that
+    --help works whatever the environment holds), then the errors a user can act on as one line on stderr with
+    the exit code of ARCHITECTURE section 9."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        config = settings_or_exit()
+        configure_logging(config.log_format, config.log_level, default_level="WARNING")
         try:
             return command(*args, **kwargs)
+        except Unavailable as error:
+            unavailable(str(error))
         except ProcessorError as error:
             fail(str(error))
-        except sqlalchemy.exc.OperationalError as error:
-            url = sqlalchemy.engine.make_url(settings_or_exit().database_url).render_as_string(hide_password=True)
-            reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-            fail(f"cannot use the database at {url} (DATABASE_URL): {reason}")
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
+            # Refused, timed out, gone away, or no such database: nothing the request itself can change.
+            unavailable(database_failure(error))
+        except kombu.exceptions.OperationalError as error:
+            unavailable(broker_failure(error))
         except alembic.util.exc.CommandError as error:
             fail(f"migration: {error}")
         except sqlalchemy.exc.ProgrammingError as error:
