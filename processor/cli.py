@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date, timedelta
 
 import click
 import sqlalchemy
@@ -18,18 +19,23 @@ from processor.presenters import (
     format_time,
     held_json,
     statement_json,
+    stats_json,
     verify_json,
 )
 from processor.services import accounts as account_services
 from processor.services import customers as customer_services
 from processor.services.held import list_held
+from processor.services.stats import outcome_stats
 from processor.services.verify import verify_ledger
 from processor.terminal import (
+    Duration,
+    Moment,
     P,
     R,
     console,
     emit,
     fail,
+    in_zone,
     json_option,
     reports_errors,
     settings_or_exit,
@@ -322,6 +328,56 @@ def held(limit: int, as_json: bool) -> None:
         console.print(table)
 
     emit(as_json, [held_json(m) for m in messages], render)
+
+
+@cli.command("stats")
+@click.option("--since", type=Duration(), default=None, help="The period: this long until now [default: 24h].")
+@click.option("--from", "start", type=Moment(), default=None, help="The period's start: a date or an RFC 3339 time.")
+@click.option(
+    "--to", "end", type=Moment(), default=None, help="Its end, excluded; a date includes that day [default: now]."
+)
+@json_option
+@reports_errors
+def stats(since: timedelta | None, start: date | None, end: date | None, as_json: bool) -> None:
+    """Outcomes recorded over a period, by status and rejection reason, and the messages held for operators.
+
+    A payment is in the database only once it has an outcome, so "pending" here means held: a message that could
+    not be applied or recorded (processor held). Payments still on the queue are seen in Flower.
+
+    \b
+    Example:
+      processor stats --since 1h --json
+    """
+    if since is not None and (start is not None or end is not None):
+        raise click.UsageError("--since is a period until now: give it, or --from/--to, not both")
+    zone = settings_or_exit().zone
+    if start is not None:
+        found = outcome_stats(
+            unit_of_work(), in_zone(start, zone), None if end is None else in_zone(end, zone, end=True)
+        )
+    elif end is not None:
+        raise click.UsageError("--to needs --from")
+    else:
+        found = outcome_stats(unit_of_work(), since or timedelta(hours=24))
+
+    def render() -> None:
+        table = Table(
+            show_header=False,
+            box=None,
+            title=f"{format_time(found.start, 'seconds')} to {format_time(found.end, 'seconds')}",
+        )
+        table.add_row("outcomes", str(found.outcomes))
+        for status, count in found.by_status.items():
+            table.add_row(f"  {status}", str(count))
+        for reason, count in found.rejected_by_reason.items():
+            table.add_row(f"    {reason}", str(count))
+        table.add_row("conflicting attempts (no effect)", str(found.conflicts))
+        table.add_row("held in the period", str(found.held_in_period))
+        oldest = "" if found.oldest_held is None else f", oldest {format_time(found.oldest_held, 'seconds')}"
+        table.add_row("held in all (no outcome)", f"{found.held}{oldest}")
+        console.print(table)
+
+    emit(as_json, stats_json(found), render)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from processor.domain.held import HeldMessage
 from processor.domain.ledger import StatementEntry, Violation
 from processor.domain.money import format_amount
 from processor.domain.outcomes import Outcome
+from processor.domain.stats import Stats
 
 
 class AccountJson(TypedDict):
@@ -76,6 +77,18 @@ class HeldJson(TypedDict):
     reference: str | None
     message: dict[str, object]
     error: str
+
+
+class StatsJson(TypedDict):
+    start: str
+    end: str
+    outcomes: int
+    by_status: dict[str, int]
+    rejected_by_reason: dict[str, int]
+    conflicts: int
+    held_in_period: int
+    held: int
+    oldest_held: str | None
 
 
 def format_time(moment: datetime, timespec: Literal["seconds", "milliseconds", "microseconds"] = "microseconds") -> str:
@@ -160,3 +173,16 @@ def held_json(held: HeldMessage) -> HeldJson:
         "error": held.error,
     }
 
+
+def stats_json(stats: Stats) -> StatsJson:
+    return {
+        "start": format_time(stats.start),
+        "end": format_time(stats.end),
+        "outcomes": stats.outcomes,
+        "by_status": dict(stats.by_status),
+        "rejected_by_reason": dict(stats.rejected_by_reason),
+        "conflicts": stats.conflicts,
+        "held_in_period": stats.held_in_period,
+        "held": stats.held,
+        "oldest_held": None if stats.oldest_held is None else format_time(stats.oldest_held),
+    }

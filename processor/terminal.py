@@ -9,7 +9,8 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import Any, ClassVar, NoReturn, ParamSpec, TypeVar
 
 import alembic.util.exc
 import click
@@ -118,6 +119,54 @@ class Seconds(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
         return number
+
+
+class Duration(click.ParamType[timedelta, "str | timedelta"]):
+    """A length of time such as 90s, 30m, 24h, 7d, 2w or 1h30m."""
+
+    name = "duration"
+    _PART = re.compile(r"(\d+)([smhdw])")
+    _UNITS: ClassVar[dict[str, str]] = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+    def convert(self, value: str | timedelta, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        text = str(value).strip().lower()
+        parts = self._PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            self.fail(f"{value!r} is not a duration such as 30m, 24h or 7d", param, ctx)
+        try:
+            length = sum((timedelta(**{self._UNITS[unit]: int(n)}) for n, unit in parts), timedelta())
+        except OverflowError:
+            self.fail(f"{value!r} is too long", param, ctx)
+        if length <= timedelta():
+            self.fail(f"{value!r} is not longer than zero", param, ctx)
+        return length
+
+
+class Moment(click.ParamType["date | datetime", "str | date"]):
+    """A date (2026-12-01) or an RFC 3339 time (2026-12-01T09:30:00+01:00); without an offset it is read in
+    PROCESSOR_TIMEZONE, by `in_zone` once the settings have been checked."""
+
+    name = "date|time"
+
+    def convert(self, value: str | date, param: click.Parameter | None, ctx: click.Context | None) -> date | datetime:
+        if isinstance(value, date):
+            return value
+        text = str(value).strip()
+        try:
+            return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a date (2026-12-01) or a time (2026-12-01T09:30:00+01:00)", param, ctx)
+
+
+def in_zone(value: date | datetime, zone: tzinfo, end: bool = False) -> datetime:
+    """A Moment as an aware datetime. A date is its midnight in `zone`; as the end of a period, the next
+    midnight, so that `--to 2026-12-01` includes that whole day."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=zone)
+    day = value + timedelta(days=1) if end else value
+    return datetime.combine(day, time(), zone)
 
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
