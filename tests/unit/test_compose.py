@@ -392,7 +392,8 @@ def test_flower_listens_on_the_port_it_publishes() -> None:
 def healthcheck_of(name: str) -> list[str]:
     check = service(name).get("healthcheck") or {}
     test = check.get("test") or []
-    assert test and test[0] in ("CMD", "CMD-SHELL"), f"{name} needs a healthcheck test, CMD or CMD-SHELL"
+    assert test, f"{name} needs a healthcheck"
+    assert test[0] in ("CMD", "CMD-SHELL"), f"{name}'s healthcheck should be CMD or CMD-SHELL, not {test[0]}"
     return shlex.split(test[1]) if test[0] == "CMD-SHELL" else [str(part) for part in test[1:]]
 
 
