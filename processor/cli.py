@@ -361,11 +361,8 @@ def stats(since: timedelta | None, start: date | None, end: date | None, as_json
         found = outcome_stats(unit_of_work(), since or timedelta(hours=24))
 
     def render() -> None:
-        table = Table(
-            show_header=False,
-            box=None,
-            title=f"{format_time(found.start, 'seconds')} to {format_time(found.end, 'seconds')}",
-        )
+        console.print(f"from {format_time(found.start, 'seconds')} to {format_time(found.end, 'seconds')}")
+        table = Table(show_header=False, box=None)
         table.add_row("outcomes", str(found.outcomes))
         for status, count in found.by_status.items():
             table.add_row(f"  {status}", str(count))
