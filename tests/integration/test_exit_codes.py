@@ -7,11 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import kombu.exceptions
 import pytest
 
 import processor.celery
 from processor.cli import cli as processor_cli
 from processor.config import get_settings
+from processor.terminal import reports_errors
 from submit.cli import cli as submit_cli
 from tests.builders import UowFactory, make_account
 from tests.clis import error_line, invoke
@@ -107,3 +109,17 @@ class TestTheOtherCodes:
         assert result.exit_code == code, result.output
         if code == 1:
             error_line(result.stderr)
+
+
+def test_a_broker_error_in_any_command_is_69(closed_broker: None) -> None:
+    # For the processor's commands that will send (held resend): kombu's error, whatever raised it.
+    @click.command()
+    @reports_errors
+    def sends() -> None:
+        raise kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+    line = unavailable_line(invoke(sends), "CELERY_BROKER_URL")
+    assert line == (
+        "error: cannot send to the broker at redis://:**@127.0.0.1:1/0 (CELERY_BROKER_URL): Error 111 connecting to"
+        " 127.0.0.1:1. Connection refused."
+    )
