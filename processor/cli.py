@@ -350,15 +350,16 @@ def stats(since: timedelta | None, start: date | None, end: date | None, as_json
     """
     if since is not None and (start is not None or end is not None):
         raise click.UsageError("--since is a period until now: give it, or --from/--to, not both")
-    zone = settings_or_exit().zone
-    if start is not None:
-        found = outcome_stats(
-            unit_of_work(), in_zone(start, zone), None if end is None else in_zone(end, zone, end=True)
-        )
-    elif end is not None:
+    if end is not None and start is None:
         raise click.UsageError("--to needs --from")
-    else:
+    if start is None:
         found = outcome_stats(unit_of_work(), since or timedelta(hours=24))
+    else:
+        zone = settings_or_exit().zone
+        period_start, period_end = in_zone(start, zone), None if end is None else in_zone(end, zone, end=True)
+        if period_end is not None and period_end <= period_start:
+            raise click.UsageError(f"--to {end} is not after --from {start}")
+        found = outcome_stats(unit_of_work(), period_start, period_end)
 
     def render() -> None:
         console.print(f"from {format_time(found.start, 'seconds')} to {format_time(found.end, 'seconds')}")

@@ -122,9 +122,10 @@ class Seconds(click.FloatRange):
 
 
 class Duration(click.ParamType[timedelta, "str | timedelta"]):
-    """A length of time such as 90s, 30m, 24h, 7d, 2w or 1h30m."""
+    """A length of time such as 90s, 30m, 24h, 7d, 2w or 1h30m, up to 100 years (so that now minus it is a date)."""
 
     name = "duration"
+    LONGEST = timedelta(days=36525)
     _PART = re.compile(r"(\d+)([smhdw])")
     _UNITS: ClassVar[dict[str, str]] = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -138,7 +139,9 @@ class Duration(click.ParamType[timedelta, "str | timedelta"]):
         try:
             length = sum((timedelta(**{self._UNITS[unit]: int(n)}) for n, unit in parts), timedelta())
         except OverflowError:
-            self.fail(f"{value!r} is too long", param, ctx)
+            length = self.LONGEST * 2
+        if length > self.LONGEST:
+            self.fail(f"{value!r} is longer than 100 years", param, ctx)
         if length <= timedelta():
             self.fail(f"{value!r} is not longer than zero", param, ctx)
         return length

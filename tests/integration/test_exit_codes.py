@@ -97,6 +97,8 @@ class TestTheOtherCodes:
             (processor_cli, ["account", "show", "100000012"], 1),  # a mistyped check digit: refused
             (processor_cli, ["account", "open", "--customer", "1"], 2),  # --type missing
             (processor_cli, ["stats", "--since", "1h", "--from", "2026-01-01"], 2),
+            (processor_cli, ["stats", "--from", "2026-12-02", "--to", "2026-12-01"], 2),
+            (processor_cli, ["stats", "--since", "9999999999w"], 2),
             (processor_cli, ["no-such-command"], 2),
             (submit_cli, ["status", "ref-1"], 0),  # pending is an answer
             (submit_cli, ["status", "not a reference"], 1),
