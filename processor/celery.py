@@ -109,3 +109,6 @@ def _settings_or_exit() -> Settings:
 
 
 app = make_app(_settings_or_exit())
+
+# Connects the logging signals, so that a worker logs in PROCESSOR_LOG_FORMAT.
+import processor.worker_logging  # noqa: E402, F401

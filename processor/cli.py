@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from datetime import date, timedelta
 
 import click
 import sqlalchemy
@@ -15,13 +16,38 @@ from processor.config import Settings
 from processor.db import admin, roles
 from processor.domain.accounts import Account
 from processor.domain.money import format_amount
-from processor.logs import configure_logging
-from processor.presenters import account_json, customer_json, held_json, statement_json, verify_json
+from processor.presenters import (
+    account_json,
+    customer_json,
+    format_time,
+    held_json,
+    statement_json,
+    stats_json,
+    verify_json,
+)
 from processor.services import accounts as account_services
 from processor.services import customers as customer_services
 from processor.services.held import list_held
+from processor.services.stats import outcome_stats
 from processor.services.verify import verify_ledger
-from processor.terminal import P, R, console, emit, fail, json_option, reports_errors, settings_or_exit, untrusted
+from processor.terminal import (
+    Duration,
+    Moment,
+    P,
+    R,
+    console,
+    emit,
+    fail,
+    in_zone,
+    json_option,
+    reports_errors,
+    settings_or_exit,
+    untrusted,
+)
+
+# Section 9's exit codes, shown at the foot of every command's help.
+EXIT_CODES = "Exit codes: 0 done; 1 refused or not found; 2 usage error; 69 database or broker unreachable."
+CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
 def actor_option(command: Callable[P, R]) -> Callable[P, R]:
@@ -37,11 +63,18 @@ def account_table(account: Account, title: str | None = None) -> Table:
     return table
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("processor", context_settings=CONTEXT, epilog=EXIT_CODES)
+@click.version_option(package_name="abcbank-processor", prog_name="processor")
 def cli() -> None:
-    """ABC Bank transaction processor: operator commands."""
-    config = settings_or_exit()
-    configure_logging(config.log_format, config.log_level, default_level="WARNING")
+    """ABC Bank transaction processor: operator commands.
+
+    Settings come from the environment (DATABASE_URL, PROCESSOR_*); each command checks them when it runs, so
+    --help works whatever they hold.
+
+    \b
+    Example:
+      processor account show 100000011 --json
+    """
 
 
 @cli.group()
@@ -53,7 +86,12 @@ def db() -> None:
 @json_option
 @reports_errors
 def db_create(as_json: bool) -> None:
-    """Create the database named in DATABASE_URL if it does not exist."""
+    """Create the database named in DATABASE_URL if it does not exist.
+
+    \b
+    Example:
+      processor db create
+    """
     url = settings_or_exit().database_url
     name = sqlalchemy.engine.make_url(url).database
     created = admin.create_database(url)
@@ -69,7 +107,12 @@ def db_create(as_json: bool) -> None:
 @json_option
 @reports_errors
 def db_upgrade(revision: str, as_json: bool) -> None:
-    """Apply the Alembic migrations (upgrade head), then grant the processor's roles again, if they exist."""
+    """Apply the Alembic migrations (upgrade head), then grant the processor's roles again, if they exist.
+
+    \b
+    Example:
+      processor db upgrade
+    """
     settings = settings_or_exit()
     current = admin.upgrade(settings.database_url, revision)
     granted = roles.grant_existing(settings.database_url, role_names(settings))
@@ -123,7 +166,12 @@ def db_roles(
 ) -> None:
     """Create the owner, worker, operator and reader roles (PROCESSOR_DB_*_ROLE) and grant each what it needs.
 
-    Connect as a superuser (DATABASE_URL). Running it again changes only what differs.
+    Connect as a superuser (DATABASE_URL). A new role's password is read from the variable its option names
+    (ABCBANK_OWNER_PASSWORD and so on). Running it again changes only what differs.
+
+    \b
+    Example:
+      processor db roles --json
     """
     settings = settings_or_exit()
     variables = {
@@ -174,7 +222,12 @@ def customer() -> None:
 @json_option
 @reports_errors
 def customer_register(name: str, email: str, actor: str | None, as_json: bool) -> None:
-    """Register a customer and print their customer number."""
+    """Register a customer and print their customer number.
+
+    \b
+    Example:
+      processor customer register --name "Ada Lovelace" --email ada@example.com
+    """
     registered = customer_services.register_customer(unit_of_work(), name, email, actor or settings_or_exit().actor)
     emit(
         as_json,
@@ -188,7 +241,12 @@ def customer_register(name: str, email: str, actor: str | None, as_json: bool) -
 @json_option
 @reports_errors
 def customer_show(number: int, as_json: bool) -> None:
-    """Show a customer and their accounts."""
+    """Show a customer and their accounts.
+
+    \b
+    Example:
+      processor customer show 100001
+    """
     found, accounts = customer_services.get_customer(unit_of_work(), number)
 
     def render() -> None:
@@ -230,7 +288,12 @@ def account_open(
     actor: str | None,
     as_json: bool,
 ) -> None:
-    """Open an account for a customer and print its number."""
+    """Open an account for a customer and print its number.
+
+    \b
+    Example:
+      processor account open --customer 100001 --type standard --overdraft-limit 100
+    """
     config = settings_or_exit()
     opened = account_services.open_account(
         unit_of_work(),
@@ -249,7 +312,12 @@ def account_open(
 @json_option
 @reports_errors
 def account_show(number: str, as_json: bool) -> None:
-    """Show an account: customer, type, status, currency, balance, overdraft limit, reward points."""
+    """Show an account: customer, type, status, currency, balance, overdraft limit, reward points.
+
+    \b
+    Example:
+      processor account show 100000011 --json
+    """
     found = account_services.get_account(unit_of_work(), number)
     emit(as_json, account_json(found), lambda: console.print(account_table(found)))
 
@@ -262,7 +330,12 @@ def account_show(number: str, as_json: bool) -> None:
 @json_option
 @reports_errors
 def account_set_status(number: str, status: str, reason: str, actor: str | None, as_json: bool) -> None:
-    """Change an account's status (active, dormant, outgoing_blocked, incoming_blocked, frozen, closed)."""
+    """Change an account's status (active, dormant, outgoing_blocked, incoming_blocked, frozen, closed).
+
+    \b
+    Example:
+      processor account set-status 100000011 frozen --reason "case 7781" --actor alice
+    """
     changed = account_services.change_status(unit_of_work(), number, status, reason, actor or settings_or_exit().actor)
     emit(as_json, account_json(changed), lambda: console.print(f"account {changed.number} is now {changed.status}"))
 
@@ -272,14 +345,19 @@ def account_set_status(number: str, status: str, reason: str, actor: str | None,
 @json_option
 @reports_errors
 def account_statement(number: str, as_json: bool) -> None:
-    """Print an account's ledger entries, newest last, with the balance after each."""
+    """Print an account's ledger entries, newest last, with the balance after each.
+
+    \b
+    Example:
+      processor account statement 100000011
+    """
     found, entries = account_services.account_statement(unit_of_work(), number)
 
     def render() -> None:
         table = Table("at", "reference", "amount", "balance after", title=f"statement of account {found.number}")
         for e in entries:
             table.add_row(
-                e.at.strftime("%Y-%m-%d %H:%M:%S"), e.reference, format_amount(e.amount), format_amount(e.balance_after)
+                format_time(e.at, "seconds"), e.reference, format_amount(e.amount), format_amount(e.balance_after)
             )
         console.print(table if entries else f"account {found.number} has no entries")
 
@@ -290,7 +368,12 @@ def account_statement(number: str, as_json: bool) -> None:
 @json_option
 @reports_errors
 def verify(as_json: bool) -> None:
-    """Check the ledger's invariants; exits 1 if any is broken."""
+    """Check the ledger's invariants; exits 1 if any is broken.
+
+    \b
+    Example:
+      processor verify --json
+    """
     violations = verify_ledger(unit_of_work())
 
     def render() -> None:
@@ -312,7 +395,12 @@ def verify(as_json: bool) -> None:
 @json_option
 @reports_errors
 def held(limit: int, as_json: bool) -> None:
-    """Messages held for operators: no outcome could be recorded (unreadable, retries spent, failed)."""
+    """Messages held for operators: no outcome could be recorded (unreadable, retries spent, failed).
+
+    \b
+    Example:
+      processor held --limit 20
+    """
     messages = list_held(unit_of_work(), limit)
 
     def render() -> None:
@@ -321,7 +409,7 @@ def held(limit: int, as_json: bool) -> None:
             return
         table = Table("id", "at", "reason", "task", "reference", "error", "message", title="held messages")
         for m in messages:
-            at = "" if m.at is None else m.at.strftime("%Y-%m-%d %H:%M:%S")
+            at = "" if m.at is None else format_time(m.at, "seconds")
             fields = ", ".join(f"{k}={v}" for k, v in m.message.items())
             # Everything but the id, time and reason came in a message: a sender wrote it.
             table.add_row(
@@ -336,6 +424,54 @@ def held(limit: int, as_json: bool) -> None:
         console.print(table)
 
     emit(as_json, [held_json(m) for m in messages], render)
+
+
+@cli.command("stats")
+@click.option("--since", type=Duration(), default=None, help="The period: this long until now [default: 24h].")
+@click.option("--from", "start", type=Moment(), default=None, help="The period's start: a date or an RFC 3339 time.")
+@click.option(
+    "--to", "end", type=Moment(), default=None, help="Its end, excluded; a date includes that day [default: now]."
+)
+@json_option
+@reports_errors
+def stats(since: timedelta | None, start: date | None, end: date | None, as_json: bool) -> None:
+    """Outcomes recorded over a period, by status and rejection reason, and the messages held for operators.
+
+    A payment is in the database only once it has an outcome, so "pending" here means held: a message that could
+    not be applied or recorded (processor held). Payments still on the queue are seen in Flower.
+
+    \b
+    Example:
+      processor stats --since 1h --json
+    """
+    if since is not None and (start is not None or end is not None):
+        raise click.UsageError("--since is a period until now: give it, or --from/--to, not both")
+    if end is not None and start is None:
+        raise click.UsageError("--to needs --from")
+    if start is None:
+        found = outcome_stats(unit_of_work(), since or timedelta(hours=24))
+    else:
+        zone = settings_or_exit().zone
+        period_start, period_end = in_zone(start, zone), None if end is None else in_zone(end, zone, end=True)
+        if period_end is not None and period_end <= period_start:
+            raise click.UsageError(f"--to {end} is not after --from {start}")
+        found = outcome_stats(unit_of_work(), period_start, period_end)
+
+    def render() -> None:
+        console.print(f"from {format_time(found.start, 'seconds')} to {format_time(found.end, 'seconds')}")
+        table = Table(show_header=False, box=None)
+        table.add_row("outcomes", str(found.outcomes))
+        for status, count in found.by_status.items():
+            table.add_row(f"  {status}", str(count))
+        for reason, count in found.rejected_by_reason.items():
+            table.add_row(f"    {reason}", str(count))
+        table.add_row("conflicting attempts (no effect)", str(found.conflicts))
+        table.add_row("held in the period", str(found.held_in_period))
+        oldest = "" if found.oldest_held is None else f", oldest {format_time(found.oldest_held, 'seconds')}"
+        table.add_row("held in all (no outcome)", f"{found.held}{oldest}")
+        console.print(table)
+
+    emit(as_json, stats_json(found), render)
 
 
 def main() -> None:

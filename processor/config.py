@@ -9,12 +9,15 @@ from __future__ import annotations
 import getpass
 import os
 import re
+from datetime import UTC, tzinfo
 from decimal import Decimal
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from iso4217 import Currency
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -29,7 +32,7 @@ from sqlalchemy.exc import ArgumentError
 from processor.db.roles import check_role_name
 from processor.domain.book import Policy
 from processor.domain.errors import InvalidValue
-from processor.domain.money import parse_currency
+from processor.domain.money import MINOR_UNITS, parse_currency
 
 _POLICY = Policy()  # the domain's defaults, so they are stated once
 
@@ -52,6 +55,8 @@ class Settings(BaseSettings):
     default_currency: str = "GBP"
     # Comma-separated in the environment: PROCESSOR_CURRENCIES=GBP,EUR
     currencies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["GBP", "EUR", "USD"])
+    # An IANA name: the zone times are shown in, and whose calendar month the savings limit counts in.
+    timezone: str = "UTC"
     savings_monthly_outgoing_limit: int = Field(default=_POLICY.savings_monthly_outgoing_limit, ge=0)
     reward_points_per_unit: int = Field(default=_POLICY.reward_points_per_unit, ge=0)
     reward_unit: Decimal = Field(default=_POLICY.reward_unit, gt=0)
@@ -135,10 +140,27 @@ class Settings(BaseSettings):
     @field_validator("currencies")
     @classmethod
     def _check_currencies(cls, value: list[str]) -> list[str]:
-        try:
-            return [parse_currency(code, "PROCESSOR_CURRENCIES") for code in value]
-        except InvalidValue as error:
-            raise ValueError(error.message) from None
+        return [_iso_currency(code) for code in value]
+
+    @field_validator("default_currency")
+    @classmethod
+    def _check_default_currency(cls, value: str) -> str:
+        return _iso_currency(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        if value != "UTC":
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{value!r} is not an IANA time zone name such as 'UTC' or 'Europe/London'") from None
+        return value
+
+    @cached_property
+    def zone(self) -> tzinfo:
+        """PROCESSOR_TIMEZONE as a tzinfo."""
+        return UTC if self.timezone == "UTC" else ZoneInfo(self.timezone)
 
     @model_validator(mode="after")
     def _check_redelivery_timing(self) -> Settings:
@@ -188,6 +210,7 @@ class Settings(BaseSettings):
             savings_monthly_outgoing_limit=self.savings_monthly_outgoing_limit,
             reward_points_per_unit=self.reward_points_per_unit,
             reward_unit=self.reward_unit,
+            zone=self.zone,
         )
 
 
@@ -199,6 +222,22 @@ def env_file() -> Path | None:
     if named is not None:
         return Path(named).expanduser() if named else None
     return Path.cwd() / ".env"
+
+
+def _iso_currency(code: str) -> str:
+    """A code that ISO 4217 lists with the minor unit amounts carry; refused with the reason otherwise."""
+    try:
+        code = parse_currency(code, "currency")
+    except InvalidValue as error:
+        raise ValueError(error.message) from None
+    try:
+        minor_unit = Currency(code).exponent
+    except ValueError:
+        raise ValueError(f"{code} is not an ISO 4217 currency code") from None
+    if minor_unit != MINOR_UNITS:
+        places = "no minor unit" if minor_unit is None else f"{minor_unit} decimal places"
+        raise ValueError(f"{code} has {places} in ISO 4217; amounts here carry exactly {MINOR_UNITS}")
+    return code
 
 
 def describe(error: ValidationError) -> str:

@@ -6,13 +6,16 @@ Each shape is a TypedDict, so mypy checks every presenter against the contract's
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NotRequired, TypedDict
+from datetime import datetime
+from typing import Literal, NotRequired, TypedDict
 
+from processor.config import get_settings
 from processor.domain.accounts import Account, Customer
 from processor.domain.held import HeldMessage
 from processor.domain.ledger import StatementEntry, Violation
 from processor.domain.money import format_amount
 from processor.domain.outcomes import Outcome
+from processor.domain.stats import Stats
 
 
 class AccountJson(TypedDict):
@@ -76,6 +79,29 @@ class HeldJson(TypedDict):
     error: str
 
 
+class StatsJson(TypedDict):
+    start: str
+    end: str
+    outcomes: int
+    by_status: dict[str, int]
+    rejected_by_reason: dict[str, int]
+    conflicts: int
+    held_in_period: int
+    held: int
+    oldest_held: str | None
+
+
+def format_time(moment: datetime, timespec: Literal["seconds", "milliseconds", "microseconds"] = "microseconds") -> str:
+    """A moment as RFC 3339 with its offset, in PROCESSOR_TIMEZONE: the one way every output shows a time.
+
+    JSON keeps the microseconds the database has, tables show whole seconds, logs milliseconds.
+    """
+    if moment.tzinfo is None:
+        # A naive moment's zone is unknown: shown as if local, it would be wrong by the offset, silently.
+        raise ValueError(f"{moment!r} has no time zone")
+    return moment.astimezone(get_settings().zone).isoformat(timespec=timespec)
+
+
 def customer_json(customer: Customer, accounts: Sequence[Account] | None = None) -> CustomerJson:
     data: CustomerJson = {"number": customer.number, "name": customer.name, "email": customer.email}
     if accounts is not None:
@@ -112,7 +138,7 @@ def outcome_json(outcome: Outcome) -> OutcomeJson:
             {
                 "fields": list(c.fields),
                 "payload": dict(c.payload),
-                "at": None if c.at is None else c.at.isoformat(),
+                "at": None if c.at is None else format_time(c.at),
             }
             for c in outcome.conflicts
         ],
@@ -125,7 +151,7 @@ def statement_json(entries: Sequence[StatementEntry]) -> list[StatementEntryJson
             "reference": e.reference,
             "amount": format_amount(e.amount),
             "balance_after": format_amount(e.balance_after),
-            "at": e.at.isoformat(),
+            "at": format_time(e.at),
         }
         for e in entries
     ]
@@ -138,11 +164,25 @@ def verify_json(violations: Sequence[Violation]) -> VerifyJson:
 def held_json(held: HeldMessage) -> HeldJson:
     return {
         "id": held.id,
-        "at": None if held.at is None else held.at.isoformat(),
+        "at": None if held.at is None else format_time(held.at),
         "reason": held.reason.value,
         "task": held.task,
         "task_id": held.task_id,
         "reference": held.reference,
         "message": dict(held.message),
         "error": held.error,
+    }
+
+
+def stats_json(stats: Stats) -> StatsJson:
+    return {
+        "start": format_time(stats.start),
+        "end": format_time(stats.end),
+        "outcomes": stats.outcomes,
+        "by_status": dict(stats.by_status),
+        "rejected_by_reason": dict(stats.rejected_by_reason),
+        "conflicts": stats.conflicts,
+        "held_in_period": stats.held_in_period,
+        "held": stats.held,
+        "oldest_held": None if stats.oldest_held is None else format_time(stats.oldest_held),
     }

@@ -5,20 +5,25 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import Any, ClassVar, NoReturn, ParamSpec, TypeVar
 
 import alembic.util.exc
 import click
+import kombu.exceptions
 import pydantic
 import sqlalchemy.exc
+from kombu.utils.url import maybe_sanitize_url
 from rich.console import Console
 from rich.text import Text
 
 from processor.config import Settings, describe, get_settings
-from processor.domain.errors import ProcessorError
+from processor.domain.errors import ProcessorError, Unavailable
+from processor.logs import configure_logging
 
 # Piped or redirected output gets a wide fixed width, so that tables are not cut to 80 columns in logs.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -27,9 +32,18 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def fail(message: str) -> NoReturn:
+# ARCHITECTURE section 9: 1 refused or not found, 2 usage (Click's own), 69 a database or broker not reached.
+EX_UNAVAILABLE = os.EX_UNAVAILABLE
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+    sys.exit(code)
+
+
+def unavailable(message: str) -> NoReturn:
+    """A database or broker that cannot be reached: one line, and the exit code a script can retry on."""
+    fail(message, EX_UNAVAILABLE)
 
 
 def settings_or_exit() -> Settings:
@@ -40,19 +54,37 @@ def settings_or_exit() -> Settings:
         fail(f"configuration: {describe(error)}")
 
 
+def database_failure(error: sqlalchemy.exc.DBAPIError) -> str:
+    url = sqlalchemy.engine.make_url(settings_or_exit().database_url).render_as_string(hide_password=True)
+    reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+    return f"cannot use the database at {url} (DATABASE_URL): {reason}"
+
+
+def broker_failure(error: BaseException) -> str:
+    url = maybe_sanitize_url(settings_or_exit().celery_broker_url)
+    return f"cannot send to the broker at {url} (CELERY_BROKER_URL): {error}"
+
+
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn the errors a user can act on into one line on stderr and exit code 1."""
+    """Every command's start and end: the settings checked and logging set up (here, not in the group, so that
+    --help works whatever the environment holds), then the errors a user can act on as one line on stderr with
+    the exit code of ARCHITECTURE section 9."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        config = settings_or_exit()
+        configure_logging(config.log_format, config.log_level, default_level="WARNING")
         try:
             return command(*args, **kwargs)
+        except Unavailable as error:
+            unavailable(str(error))
         except ProcessorError as error:
             fail(str(error))
-        except sqlalchemy.exc.OperationalError as error:
-            url = sqlalchemy.engine.make_url(settings_or_exit().database_url).render_as_string(hide_password=True)
-            reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-            fail(f"cannot use the database at {url} (DATABASE_URL): {reason}")
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
+            # Refused, timed out, gone away, or no such database: nothing the request itself can change.
+            unavailable(database_failure(error))
+        except kombu.exceptions.OperationalError as error:
+            unavailable(broker_failure(error))
         except alembic.util.exc.CommandError as error:
             fail(f"migration: {error}")
         except sqlalchemy.exc.ProgrammingError as error:
@@ -87,6 +119,57 @@ class Seconds(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
         return number
+
+
+class Duration(click.ParamType[timedelta, "str | timedelta"]):
+    """A length of time such as 90s, 30m, 24h, 7d, 2w or 1h30m, up to 100 years (so that now minus it is a date)."""
+
+    name = "duration"
+    LONGEST = timedelta(days=36525)
+    _PART = re.compile(r"(\d+)([smhdw])")
+    _UNITS: ClassVar[dict[str, str]] = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+    def convert(self, value: str | timedelta, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        text = str(value).strip().lower()
+        parts = self._PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            self.fail(f"{value!r} is not a duration such as 30m, 24h or 7d", param, ctx)
+        try:
+            length = sum((timedelta(**{self._UNITS[unit]: int(n)}) for n, unit in parts), timedelta())
+        except OverflowError:
+            length = self.LONGEST * 2
+        if length > self.LONGEST:
+            self.fail(f"{value!r} is longer than 100 years", param, ctx)
+        if length <= timedelta():
+            self.fail(f"{value!r} is not longer than zero", param, ctx)
+        return length
+
+
+class Moment(click.ParamType["date | datetime", "str | date"]):
+    """A date (2026-12-01) or an RFC 3339 time (2026-12-01T09:30:00+01:00); without an offset it is read in
+    PROCESSOR_TIMEZONE, by `in_zone` once the settings have been checked."""
+
+    name = "date|time"
+
+    def convert(self, value: str | date, param: click.Parameter | None, ctx: click.Context | None) -> date | datetime:
+        if isinstance(value, date):
+            return value
+        text = str(value).strip()
+        try:
+            return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a date (2026-12-01) or a time (2026-12-01T09:30:00+01:00)", param, ctx)
+
+
+def in_zone(value: date | datetime, zone: tzinfo, end: bool = False) -> datetime:
+    """A Moment as an aware datetime. A date is its midnight in `zone`; as the end of a period, the next
+    midnight, so that `--to 2026-12-01` includes that whole day."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=zone)
+    day = value + timedelta(days=1) if end else value
+    return datetime.combine(day, time(), zone)
 
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")

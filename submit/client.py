@@ -21,7 +21,7 @@ from kombu.messaging import Producer
 
 from processor.bootstrap import unit_of_work
 from processor.config import get_settings
-from processor.domain.errors import ProcessorError
+from processor.domain.errors import Unavailable
 from processor.domain.outcomes import Outcome, OutcomeStatus
 from processor.domain.requests import parse_reference
 from processor.messages import BATCH_TASK, QUEUE, Deposit, PaymentMessage, Transfer, Withdrawal, batch_kwargs, build
@@ -30,7 +30,7 @@ from processor.services.payments import get_outcome, get_outcomes
 Amount = str | int | Decimal
 
 
-class NotSent(ProcessorError):
+class NotSent(Unavailable):
     """Sending failed, and the message may or may not have reached the broker (a publish can succeed and still
     raise): send it again under the same references, which applies each once, never under new ones."""
 

@@ -13,6 +13,7 @@ from processor.db.repositories import (
     CustomerRepository,
     HeldMessageRepository,
     LedgerRepository,
+    StatsRepository,
     TransactionRepository,
 )
 
@@ -24,6 +25,7 @@ class UnitOfWork:
     ledger: LedgerRepository
     audit: AuditRepository
     held: HeldMessageRepository
+    stats: StatsRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self.session_factory = session_factory
@@ -36,6 +38,7 @@ class UnitOfWork:
         self.ledger = LedgerRepository(self.session)
         self.audit = AuditRepository(self.session)
         self.held = HeldMessageRepository(self.session)
+        self.stats = StatsRepository(self.session)
         return self
 
     def __exit__(

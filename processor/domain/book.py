@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 
 from processor.domain.accounts import Account, AccountStatus, AccountType
@@ -12,9 +12,10 @@ from processor.domain.outcomes import Reason
 from processor.domain.requests import PaymentRequest, PaymentType
 
 
-def month_start(moment: datetime) -> datetime:
-    """The start of the calendar month (UTC) that a moment falls in."""
-    return moment.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+def month_start(moment: datetime, zone: tzinfo) -> datetime:
+    """The start of the calendar month, in `zone`, that a moment falls in."""
+    # replace() keeps the zone and takes the offset in force at midnight on the 1st, not the one at `moment`.
+    return moment.astimezone(zone).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class Policy:
     savings_monthly_outgoing_limit: int = 6
     reward_points_per_unit: int = 1
     reward_unit: Decimal = Decimal("10.00")
+    # The zone whose calendar month the savings limit counts in (PROCESSOR_TIMEZONE).
+    zone: tzinfo = UTC
 
     def reward_points(self, amount: Decimal) -> int:
         return int(amount // self.reward_unit) * self.reward_points_per_unit

@@ -21,6 +21,11 @@ class ProcessorError(Exception):
     """Base of every error the processor reports to a user."""
 
 
+class Unavailable(ProcessorError):
+    """A service the request needs (the database, the broker) could not be reached: the same request may succeed
+    later, unchanged (the CLIs exit 69, EX_UNAVAILABLE)."""
+
+
 class InvalidValue(ProcessorError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")

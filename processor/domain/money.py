@@ -7,7 +7,9 @@ from decimal import Decimal
 
 from processor.domain.errors import InvalidValue, quoted
 
-CENT = Decimal("0.01")
+# Every amount carries two decimal places, so only currencies whose ISO 4217 minor unit is 2 can be configured.
+MINOR_UNITS = 2
+CENT = Decimal(1).scaleb(-MINOR_UNITS)
 ZERO = Decimal("0.00")
 # NUMERIC(20, 2) columns hold balances; a cap on single amounts keeps any sum of them far from overflow.
 MAX_AMOUNT = Decimal("999999999999.99")

@@ -48,7 +48,8 @@ def _apply_once(uow: UnitOfWork, requests: Sequence[Request], policy: Policy) ->
         )
         recorded = uow.transactions.get_by_references({r.reference for r in requests})
         savings = [a.id for a in locked if a.type is AccountType.SAVINGS]
-        counts = uow.transactions.count_outgoing_since(savings, month_start(uow.transactions.now())) if savings else {}
+        since = month_start(uow.transactions.now(), policy.zone)
+        counts = uow.transactions.count_outgoing_since(savings, since) if savings else {}
         book = Book.of(locked, counts, policy)
 
         outcomes: list[Outcome] = []

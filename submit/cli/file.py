@@ -102,7 +102,12 @@ def file_(
     """Validate a payment file (CSV with a header, or JSON Lines) and enqueue its valid rows.
 
     Exit 0 when every row is valid and, with --wait, every sent row has an outcome; 1 otherwise; 2 for a usage
-    error or a file that cannot be read. Running the same file again applies nothing twice.
+    error or a file that cannot be read; 69 when the broker or database cannot be reached. Running the same file
+    again applies nothing twice.
+
+    \b
+    Example:
+      submit file payments.csv --wait --resend-after 60 --outcomes outcomes.csv
     """
     if resend_after is not None and not wait:
         raise click.UsageError("--resend-after needs --wait")

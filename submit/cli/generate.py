@@ -72,6 +72,10 @@ def generate(
     """Write a realistic sample payment file; the lines of its deliberately bad rows are listed on stderr.
 
     A seed always writes the same payments under the same references: submitting them again applies nothing twice.
+
+    \b
+    Example:
+      submit generate --rows 1000 --out sample.csv
     """
     to_stdout = str(out_path) == "-"
     if bad_rows is None:

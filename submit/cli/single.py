@@ -11,8 +11,19 @@ from rich.table import Table
 from processor.domain.outcomes import Outcome, OutcomeStatus
 from processor.messages import Deposit, PaymentMessage, Transfer, Withdrawal
 from processor.presenters import outcome_json
-from processor.terminal import P, R, Seconds, console, emit, fail, json_option, reports_errors, untrusted
-from submit.cli.broker import broker_failure
+from processor.terminal import (
+    P,
+    R,
+    Seconds,
+    broker_failure,
+    console,
+    emit,
+    fail,
+    json_option,
+    reports_errors,
+    unavailable,
+    untrusted,
+)
 from submit.client import Client, NotSent
 
 
@@ -61,9 +72,9 @@ def send(verb: str, account_fields: dict[str, str], wait: bool, timeout: float, 
     try:
         client.send_message(message)
     except NotSent as error:
-        fail(
-            f"{broker_failure(error.__cause__ or error)}. To try again, send it with --reference {message.reference}: "
-            "if it did go, it applies once"
+        unavailable(
+            f"{broker_failure(error.__cause__ or error).rstrip('.')}. To try again, send it with --reference"
+            f" {message.reference}: if it did go, it applies once"
         )
     if not wait:
         emit(
@@ -90,7 +101,12 @@ def send(verb: str, account_fields: dict[str, str], wait: bool, timeout: float, 
 @send_options
 @reports_errors
 def deposit(account: str, wait: bool, timeout: float, as_json: bool, **fields: Any) -> None:
-    """Enqueue a deposit into an account."""
+    """Enqueue a deposit into an account.
+
+    \b
+    Example:
+      submit deposit --account 100000011 --amount 250.00 --reference salary-2026-11 --wait
+    """
     send("deposit", {"account": account}, wait, timeout, as_json, **fields)
 
 
@@ -99,7 +115,12 @@ def deposit(account: str, wait: bool, timeout: float, as_json: bool, **fields: A
 @send_options
 @reports_errors
 def withdraw(account: str, wait: bool, timeout: float, as_json: bool, **fields: Any) -> None:
-    """Enqueue a withdrawal from an account."""
+    """Enqueue a withdrawal from an account.
+
+    \b
+    Example:
+      submit withdraw --account 100000011 --amount 40 --json
+    """
     send("withdraw", {"account": account}, wait, timeout, as_json, **fields)
 
 
@@ -109,7 +130,12 @@ def withdraw(account: str, wait: bool, timeout: float, as_json: bool, **fields: 
 @send_options
 @reports_errors
 def transfer(source: str, destination: str, wait: bool, timeout: float, as_json: bool, **fields: Any) -> None:
-    """Enqueue a transfer between two accounts."""
+    """Enqueue a transfer between two accounts.
+
+    \b
+    Example:
+      submit transfer --source 100000011 --destination 100000022 --amount 25 --reference invoice-7781
+    """
     send("transfer", {"source": source, "destination": destination}, wait, timeout, as_json, **fields)
 
 
@@ -118,5 +144,10 @@ def transfer(source: str, destination: str, wait: bool, timeout: float, as_json:
 @json_option
 @reports_errors
 def status(reference: str, as_json: bool) -> None:
-    """Show the outcome of a reference (applied, rejected with its reason, or pending) and any conflicts."""
+    """Show the outcome of a reference (applied, rejected with its reason, or pending) and any conflicts.
+
+    \b
+    Example:
+      submit status invoice-7781 --json
+    """
     show_outcome(Client().status(reference), as_json)

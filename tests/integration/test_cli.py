@@ -385,7 +385,7 @@ class TestConsoleScript:
 
         completed = run_script(missing, "verify", "--json", cwd=str(tmp_path))
 
-        assert completed.returncode == 1
+        assert completed.returncode == 69  # EX_UNAVAILABLE: the database cannot be used, whatever the request
         line = error_line(completed.stderr)
         assert "abcbank_no_such_db" in line
         assert "DATABASE_URL" in line

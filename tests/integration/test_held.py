@@ -241,7 +241,7 @@ class TestHeldCommand:
         [row] = [line for line in result.stdout.splitlines() if "ref-9" in line]
         held_id_cell, at, *cells = [cell.strip() for cell in row.strip().strip("│").split("│")]
         assert held_id_cell == str(held_id)
-        datetime.strptime(at, "%Y-%m-%d %H:%M:%S")
+        assert datetime.fromisoformat(at).utcoffset() is not None  # RFC 3339 with its offset, as every table
         assert cells == ["failed", "payments.deposit", "ref-9", "boom", "reference=ref-9"]
 
     def test_escape_sequences_and_markup_in_a_message_are_shown_not_obeyed(self, make_uow: UowFactory) -> None:

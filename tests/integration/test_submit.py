@@ -592,7 +592,7 @@ class TestSubmitConsoleScript:
             DATABASE_URL=database_url,
         )
 
-        assert completed.returncode == 1
+        assert completed.returncode == 69  # EX_UNAVAILABLE
         line = error_line(completed.stderr)
         assert "CELERY_BROKER_URL" in line
         assert UNREACHABLE_BROKER in line

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -52,7 +53,7 @@ class TestMonthStart:
         ],
     )
     def test_utc_moment(self, moment: datetime, expected: datetime) -> None:
-        start = month_start(moment)
+        start = month_start(moment, UTC)
 
         assert start == expected
         assert start.utcoffset() == timedelta(0)
@@ -72,11 +73,28 @@ class TestMonthStart:
         ],
     )
     def test_non_utc_moment_falls_in_its_utc_month(self, moment: datetime, expected: datetime) -> None:
-        start = month_start(moment)
+        start = month_start(moment, UTC)
 
         assert start == expected
         assert start.utcoffset() == timedelta(0)
         assert (start.day, start.hour, start.minute, start.second, start.microsecond) == (1, 0, 0, 0, 0)
+
+    @pytest.mark.parametrize(
+        ("zone", "moment", "expected"),
+        [
+            # 30 November 15:30 UTC is already 1 December in Tokyo: December has begun there.
+            ("Asia/Tokyo", datetime(2026, 11, 30, 15, 30, tzinfo=UTC), "2026-12-01T00:00:00+09:00"),
+            ("Asia/Tokyo", datetime(2026, 11, 30, 14, 59, tzinfo=UTC), "2026-11-01T00:00:00+09:00"),
+            # 1 April 03:00 UTC is still March in New York.
+            ("America/New_York", datetime(2026, 4, 1, 3, 0, tzinfo=UTC), "2026-03-01T00:00:00-05:00"),
+            # The offset is the one in force at the month's start: winter time on 1 March, summer time by the 20th.
+            ("America/New_York", datetime(2026, 3, 20, 12, 0, tzinfo=UTC), "2026-03-01T00:00:00-05:00"),
+            ("Europe/London", datetime(2026, 4, 1, 0, 30, tzinfo=UTC), "2026-04-01T00:00:00+01:00"),
+            ("Europe/London", datetime(2026, 3, 31, 22, 30, tzinfo=UTC), "2026-03-01T00:00:00+00:00"),
+        ],
+    )
+    def test_month_of_the_configured_zone(self, zone: str, moment: datetime, expected: str) -> None:
+        assert month_start(moment, ZoneInfo(zone)).isoformat() == expected
 
 
 class TestPolicy:

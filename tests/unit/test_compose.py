@@ -409,6 +409,48 @@ def test_flower_listens_on_the_port_it_publishes() -> None:
     assert published == {"5555"}, f"flower publishes {published}, not its port 5555"
 
 
+def healthcheck_of(name: str) -> list[str]:
+    check = service(name).get("healthcheck") or {}
+    test = check.get("test") or []
+    assert test, f"{name} needs a healthcheck"
+    assert test[0] in ("CMD", "CMD-SHELL"), f"{name}'s healthcheck should be CMD or CMD-SHELL, not {test[0]}"
+    return shlex.split(test[1]) if test[0] == "CMD-SHELL" else [str(part) for part in test[1:]]
+
+
+def test_worker_is_healthy_when_its_own_worker_answers_a_ping() -> None:
+    from celery.bin.base import CLIContext
+    from celery.bin.celery import celery as celery_cli
+
+    args = healthcheck_of("worker")
+    assert args[0] == "celery", "the worker's healthcheck should be `celery -A processor inspect ping -d ...`"
+    parsed = parse_celery(args[1:])
+    assert importlib.import_module(parsed.app).app is processor.app
+    assert (parsed.subcommand, parsed.options[:1]) == ("inspect", ["ping"])
+    context = CLIContext(app=processor.app, no_color=True, workdir=None, quiet=True)
+    try:
+        inspect = celery_cli.commands["inspect"].make_context("inspect", list(parsed.options), obj=context)
+    except click.UsageError as error:
+        pytest.fail(f"celery inspect {' '.join(parsed.options)}: {error.format_message()}")
+    # Only this container's worker, by the name Celery gives it (celery@ its hostname): not any worker at all.
+    # Compose turns $$ into $, for the container's shell to expand.
+    assert inspect.params["destination"] == ["celery@$$HOSTNAME"]
+    worker_options = parse_celery(command_of(service("worker"))[1:]).options
+    assert not any(o in ("-n", "--hostname") or o.startswith("--hostname=") for o in worker_options), (
+        "the worker must keep Celery's default name, celery@HOSTNAME, which the healthcheck pings"
+    )
+
+
+def test_flower_is_healthy_when_its_healthcheck_page_answers() -> None:
+    from flower.urls import handlers  # type: ignore[import-untyped]
+
+    args = healthcheck_of("flower")
+    port = dict(option[2:].partition("=")[::2] for option in parse_celery(command_of(service("flower"))[1:]).options)
+    assert args[:2] == ["python", "-c"], "the image has Python, not curl: the check should be a python -c"
+    assert f"http://127.0.0.1:{port['port']}/healthcheck" in args[2]
+    patterns = {(h.regex.pattern if hasattr(h, "regex") else h[0]).rstrip("$") for h in handlers}
+    assert "/healthcheck" in patterns, "this Flower has no /healthcheck page"
+
+
 # --- Redis and PostgreSQL ------------------------------------------------------------------------------------------
 
 

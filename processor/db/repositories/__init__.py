@@ -5,6 +5,7 @@ from processor.db.repositories.audit import AuditRepository
 from processor.db.repositories.customers import CustomerRepository
 from processor.db.repositories.held import HeldMessageRepository
 from processor.db.repositories.ledger import LedgerRepository
+from processor.db.repositories.stats import StatsRepository
 from processor.db.repositories.transactions import NewTransaction, TransactionRepository
 
 __all__ = [
@@ -14,5 +15,6 @@ __all__ = [
     "HeldMessageRepository",
     "LedgerRepository",
     "NewTransaction",
+    "StatsRepository",
     "TransactionRepository",
 ]

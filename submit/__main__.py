@@ -1,0 +1,5 @@
+"""`python -m submit`: the `submit` console script."""
+
+from submit.cli import main
+
+main()
