@@ -65,6 +65,14 @@ def broker_failure(error: BaseException) -> str:
     return f"cannot send to the broker at {url} (CELERY_BROKER_URL): {error}"
 
 
+INSUFFICIENT_PRIVILEGE = "42501"
+
+
+def first_line(error: BaseException | None) -> str:
+    """An error's first line, without the context PostgreSQL adds below it."""
+    return (str(error).strip().splitlines() or [repr(error)])[0]
+
+
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Every command's start and end: the settings checked and logging set up (here, not in the group, so that
     --help works whatever the environment holds), then the errors a user can act on as one line on stderr with
@@ -87,7 +95,13 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             unavailable(broker_failure(error))
         except alembic.util.exc.CommandError as error:
             fail(f"migration: {error}")
-        except sqlalchemy.exc.ProgrammingError as error:
+        except (sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.InternalError) as error:
+            if getattr(error.orig, "pgcode", None) == INSUFFICIENT_PRIVILEGE:
+                role = sqlalchemy.engine.make_url(config.database_url).username
+                fail(
+                    f"the database role {role} may not do this ({first_line(error.orig)}): connect as the role for "
+                    "this program (README, 'Database roles and passwords')"
+                )
             if "does not exist" in str(error.orig):
                 fail("the database schema is missing or out of date: run 'processor db upgrade'")
             raise

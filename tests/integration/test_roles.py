@@ -118,6 +118,15 @@ class TestWhatEachRoleNeeds:
 
 
 class TestWhatEachRoleIsRefused:
+    def test_a_cli_run_as_a_role_that_may_not_is_one_line(self, roled: RoledDatabase) -> None:
+        with settings({**roled.role_env(), "DATABASE_URL": roled.url(Kind.READER)}):
+            result = invoke(cli, "customer", "register", "--name", "Mallory", "--email", "mallory@example.com")
+
+        assert result.exit_code == 1
+        line = error_line(result.stderr)
+        assert line.startswith(f"error: the database role {roled.names.of(Kind.READER)} may not do this (")
+        assert roled.passwords[Kind.READER] not in result.stderr
+
     @pytest.mark.parametrize(
         "statement",
         [
