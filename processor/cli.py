@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import click
 import sqlalchemy
 from rich.table import Table
 
 from processor.bootstrap import unit_of_work
+from processor.commands import held as held_commands
+from processor.commands import reading, transactions
+from processor.commands.options import actor_option
 from processor.db import admin
 from processor.domain.accounts import Account
 from processor.domain.money import format_amount
 from processor.logs import configure_logging
-from processor.presenters import account_json, customer_json, held_json, statement_json, verify_json
+from processor.presenters import account_json, customer_json, verify_json
 from processor.services import accounts as account_services
 from processor.services import customers as customer_services
-from processor.services.held import list_held
 from processor.services.verify import verify_ledger
-from processor.terminal import P, R, console, emit, fail, json_option, reports_errors, settings_or_exit, untrusted
-
-
-def actor_option(command: Callable[P, R]) -> Callable[P, R]:
-    return click.option(
-        "--actor", default=None, help="Who is acting, for the audit log [default: PROCESSOR_ACTOR or your login]."
-    )(command)
+from processor.terminal import console, emit, fail, json_option, reports_errors, settings_or_exit
 
 
 def account_table(account: Account, title: str | None = None) -> Table:
@@ -176,25 +170,6 @@ def account_set_status(number: str, status: str, reason: str, actor: str | None,
     emit(as_json, account_json(changed), lambda: console.print(f"account {changed.number} is now {changed.status}"))
 
 
-@account.command("statement")
-@click.argument("number", metavar="ACCOUNT")
-@json_option
-@reports_errors
-def account_statement(number: str, as_json: bool) -> None:
-    """Print an account's ledger entries, newest last, with the balance after each."""
-    found, entries = account_services.account_statement(unit_of_work(), number)
-
-    def render() -> None:
-        table = Table("at", "reference", "amount", "balance after", title=f"statement of account {found.number}")
-        for e in entries:
-            table.add_row(
-                e.at.strftime("%Y-%m-%d %H:%M:%S"), e.reference, format_amount(e.amount), format_amount(e.balance_after)
-            )
-        console.print(table if entries else f"account {found.number} has no entries")
-
-    emit(as_json, statement_json(entries), render)
-
-
 @cli.command("verify")
 @json_option
 @reports_errors
@@ -216,35 +191,13 @@ def verify(as_json: bool) -> None:
         fail(f"{len(violations)} ledger invariant violation(s)")
 
 
-@cli.command("held")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="How many, newest last.")
-@json_option
-@reports_errors
-def held(limit: int, as_json: bool) -> None:
-    """Messages held for operators: no outcome could be recorded (unreadable, retries spent, failed)."""
-    messages = list_held(unit_of_work(), limit)
-
-    def render() -> None:
-        if not messages:
-            console.print("no held messages")
-            return
-        table = Table("id", "at", "reason", "task", "reference", "error", "message", title="held messages")
-        for m in messages:
-            at = "" if m.at is None else m.at.strftime("%Y-%m-%d %H:%M:%S")
-            fields = ", ".join(f"{k}={v}" for k, v in m.message.items())
-            # Everything but the id, time and reason came in a message: a sender wrote it.
-            table.add_row(
-                str(m.id),
-                at,
-                m.reason.value,
-                untrusted(m.task),
-                untrusted(m.reference or "-"),
-                untrusted(m.error),
-                untrusted(fields),
-            )
-        console.print(table)
-
-    emit(as_json, [held_json(m) for m in messages], render)
+# The reading, reversal and held commands live in processor/commands/.
+customer.add_command(reading.customer_list)
+account.add_command(reading.account_list)
+account.add_command(reading.account_statement)
+cli.add_command(transactions.transaction)
+cli.add_command(reading.audit)
+cli.add_command(held_commands.held)
 
 
 def main() -> None:

@@ -20,7 +20,22 @@ from tests.clis import invoke
 from tests.requests import unique
 
 NEW_TASK_ID = "a new task id"  # a message's task id is unique to it: the builder makes one per call by default
-HELD_KEYS = {"id", "at", "reason", "task", "task_id", "reference", "message", "error"}
+HELD_KEYS = {
+    "id",
+    "at",
+    "reason",
+    "task",
+    "task_id",
+    "reference",
+    "message",
+    "error",
+    "outcome",
+    "resent_at",
+    "resends",
+    "resolved_at",
+    "resolved_by",
+    "resolution",
+}
 
 
 def held_message(
@@ -198,6 +213,7 @@ class TestHoldMessage:
 
 class TestHeldCommand:
     def test_nothing_held(self, make_uow: UowFactory) -> None:
+        # `processor held` alone is `processor held list`, as it was before held had subcommands.
         result = run("held")
 
         assert result.exit_code == 0, result.stderr
@@ -205,28 +221,28 @@ class TestHeldCommand:
 
     @pytest.mark.parametrize("limit", ["0", "99999999999999999999"])
     def test_a_limit_out_of_range_is_a_usage_error(self, make_uow: UowFactory, limit: str) -> None:
-        result = run("held", "--limit", limit)
+        result = run("held", "list", "--limit", limit)
 
         assert result.exit_code == 2
         assert "--limit" in result.stderr
 
-    def test_nothing_held_as_json_is_an_empty_list(self, make_uow: UowFactory) -> None:
-        result = run("held", "--json")
+    def test_nothing_held_as_json_is_an_empty_page(self, make_uow: UowFactory) -> None:
+        result = run("held", "list", "--json")
 
         assert result.exit_code == 0, result.stderr
-        assert json.loads(result.stdout) == []
+        assert json.loads(result.stdout) == {"items": [], "next": None}
 
     def test_held_message_is_a_table_row(self, make_uow: UowFactory) -> None:
         held_id = hold(make_uow, reason=HeldReason.FAILED, kwargs={"reference": "ref-9"}, error="boom")
 
-        result = run("held")
+        result = run("held", "list")
 
         assert result.exit_code == 0, result.stderr
         [row] = [line for line in result.stdout.splitlines() if "ref-9" in line]
         held_id_cell, at, *cells = [cell.strip() for cell in row.strip().strip("│").split("│")]
         assert held_id_cell == str(held_id)
-        datetime.strptime(at, "%Y-%m-%d %H:%M:%S")
-        assert cells == ["failed", "payments.deposit", "ref-9", "boom", "reference=ref-9"]
+        assert datetime.fromisoformat(at).utcoffset() == timedelta(0)
+        assert cells == ["failed", "payments.deposit", "ref-9", "pending", "boom", "reference=ref-9"]
 
     def test_escape_sequences_and_markup_in_a_message_are_shown_not_obeyed(self, make_uow: UowFactory) -> None:
         hold(make_uow, kwargs={"reference": "ref-10", "note": "\x1b[2J[bold red]pwned[/]"}, error="\x1b]0;title\x07")
@@ -244,10 +260,10 @@ class TestHeldCommand:
             make_uow, task_id="task-1", kwargs={"reference": "ref 1", "amount": 1.5}, error="reference: not readable"
         )
 
-        result = run("held", "--json")
+        result = run("held", "list", "--json")
 
         assert result.exit_code == 0, result.stderr
-        [data] = json.loads(result.stdout)
+        [data] = json.loads(result.stdout)["items"]
         assert set(data) == HELD_KEYS
         assert datetime.fromisoformat(data["at"]).tzinfo is not None
         assert {k: v for k, v in data.items() if k != "at"} == {
@@ -258,18 +274,28 @@ class TestHeldCommand:
             "reference": "ref 1",
             "message": {"reference": "ref 1", "amount": 1.5},
             "error": "reference: not readable",
+            "outcome": None,
+            "resent_at": None,
+            "resends": 0,
+            "resolved_at": None,
+            "resolved_by": None,
+            "resolution": None,
         }
 
-    def test_limit_shows_the_newest(self, make_uow: UowFactory) -> None:
+    def test_pages_run_newest_first(self, make_uow: UowFactory) -> None:
         ids = [hold(make_uow) for _ in range(3)]
 
-        result = run("held", "--limit", "2", "--json")
+        first = run("held", "list", "--limit", "2", "--json")
+        assert first.exit_code == 0, first.stderr
+        page = json.loads(first.stdout)
+        second = json.loads(run("held", "list", "--limit", "2", "--after", page["next"], "--json").stdout)
 
-        assert result.exit_code == 0, result.stderr
-        assert [m["id"] for m in json.loads(result.stdout)] == ids[1:]
+        assert [m["id"] for m in page["items"]] == [ids[2], ids[1]]
+        assert [m["id"] for m in second["items"]] == [ids[0]]
+        assert second["next"] is None
 
     def test_limit_zero_is_a_usage_error(self, make_uow: UowFactory) -> None:
-        result = run("held", "--limit", "0")
+        result = run("held", "list", "--limit", "0")
 
         assert result.exit_code == 2
         assert "--limit" in result.stderr

@@ -1,0 +1,65 @@
+"""Options and parameter types the operator commands share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from processor.domain.errors import InvalidValue
+from processor.domain.pages import MAX_PAGE
+from processor.terminal import P, R
+from processor.times import parse_moment
+
+
+def actor_option(command: Callable[P, R]) -> Callable[P, R]:
+    return click.option(
+        "--actor", default=None, help="Who is acting, for the audit log [default: PROCESSOR_ACTOR or your login]."
+    )(command)
+
+
+def page_options(command: Callable[P, R]) -> Callable[P, R]:
+    """--limit and --after: a page of a listing, and where it starts (the `next` a previous page printed)."""
+    command = click.option(
+        "--after", "after", default=None, metavar="CURSOR", help="Start after this cursor (a page's 'next')."
+    )(command)
+    return click.option(
+        "--limit", default=50, show_default=True, type=click.IntRange(1, MAX_PAGE), help="Rows on this page."
+    )(command)
+
+
+class Moment(click.ParamType):  # type: ignore[type-arg]
+    """A date (YYYY-MM-DD, the whole day) or an RFC 3339 time; as an end, a date includes that day."""
+
+    name = "date"
+
+    def __init__(self, end: bool = False) -> None:
+        self.end = end
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_moment(str(value), param.name if param and param.name else "date", end=self.end)
+        except InvalidValue as error:
+            self.fail(error.message, param, ctx)
+
+
+def from_to_options(command: Callable[P, R]) -> Callable[P, R]:
+    command = click.option(
+        "--to", "end", type=Moment(end=True), default=None, help="Up to this date (included) or time (excluded)."
+    )(command)
+    return click.option("--from", "start", type=Moment(), default=None, help="From this date or time (included).")(
+        command
+    )
+
+
+def print_next(console: Console, table: Table, next_cursor: str | None, empty: str) -> None:
+    """A page as a table, or a line saying there is nothing; then how to ask for the next page, if there is one."""
+    console.print(table if table.row_count else empty)
+    if next_cursor is not None:
+        console.print(f"more: --after {next_cursor}")
