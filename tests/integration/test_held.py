@@ -12,12 +12,14 @@ import pytest
 from click.testing import Result
 
 from processor.cli import cli
+from processor.domain.errors import HeldActionRefused
 from processor.domain.held import MAX_FIELDS, HeldMessage, HeldReason
 from processor.domain.requests import CLIP_LENGTH
-from processor.services.held import hold_message, list_held
-from tests.builders import UowFactory
-from tests.clis import invoke
-from tests.requests import unique
+from processor.services.held import hold_message, list_held, resend_held, resolve_held
+from processor.services.reading import list_audit
+from tests.builders import UowFactory, make_account, pay
+from tests.clis import error_line, invoke, invoke_json
+from tests.requests import deposit, unique
 
 NEW_TASK_ID = "a new task id"  # a message's task id is unique to it: the builder makes one per call by default
 HELD_KEYS = {
@@ -299,3 +301,66 @@ class TestHeldCommand:
 
         assert result.exit_code == 2
         assert "--limit" in result.stderr
+
+
+def never_sent(message: object) -> None:
+    raise AssertionError(f"nothing should be sent, but {message!r} was")
+
+
+class TestResolveAndResend:
+    def test_resolve_closes_it_with_a_note_and_an_audit_entry(self, make_uow: UowFactory) -> None:
+        held_id = hold(make_uow)
+
+        data = invoke_json(cli, "held", "resolve", str(held_id), "--reason", "sender fixed it", "--actor", "alice")
+
+        assert (data["resolved_by"], data["resolution"]) == ("alice", "sender fixed it")
+        assert invoke_json(cli, "held", "list")["items"] == []
+        assert [m["id"] for m in invoke_json(cli, "held", "list", "--all")["items"]] == [held_id]
+        [entry] = list_audit(make_uow()).items
+        assert (entry.actor, entry.action, entry.entity, entry.details["reason"]) == (
+            "alice",
+            "held.resolved",
+            str(held_id),
+            "sender fixed it",
+        )
+
+    def test_a_second_resolution_is_refused(self, make_uow: UowFactory) -> None:
+        held_id = hold(make_uow)
+        resolve_held(make_uow(), held_id, "done", "alice")
+
+        result = run("held", "resolve", str(held_id), "--reason", "again")
+
+        assert result.exit_code == 1
+        assert error_line(result.stderr) == f"error: held message {held_id} was resolved already, by alice: done"
+
+    def test_a_resend_of_a_reference_with_an_outcome_sends_nothing_and_says_so(self, make_uow: UowFactory) -> None:
+        account = make_account(make_uow)
+        pay(make_uow, deposit(account, "10.00", reference="settled-1"))
+        kwargs = {"reference": "settled-1", "account": account.number, "amount": "10.00", "currency": "GBP"}
+        held_id = hold(make_uow, reason=HeldReason.RETRIES_SPENT, kwargs=kwargs)
+
+        result = run("held", "resend", str(held_id), "--actor", "alice")
+
+        assert result.exit_code == 0, result.stderr
+        assert "nothing sent: settled-1 has an outcome already (applied)" in " ".join(result.stdout.split())
+        [entry, *_] = list_audit(make_uow()).items
+        assert (entry.actor, entry.action, entry.entity) == ("alice", "held.resend_skipped", str(held_id))
+
+    def test_a_message_without_a_readable_reference_cannot_be_resent(self, make_uow: UowFactory) -> None:
+        held_id = hold(make_uow)  # its reference is 'ref 1'
+
+        with pytest.raises(HeldActionRefused, match="not a valid payment"):
+            resend_held(make_uow(), held_id, "alice", never_sent)
+
+    def test_a_resolved_message_is_not_resent(self, make_uow: UowFactory) -> None:
+        held_id = hold(make_uow, kwargs={"reference": "ref-2", "account": "x"})
+        resolve_held(make_uow(), held_id, "done", "alice")
+
+        with pytest.raises(HeldActionRefused, match="was resolved by alice"):
+            resend_held(make_uow(), held_id, "alice", never_sent)
+
+    def test_an_unknown_id_is_exit_1(self, make_uow: UowFactory) -> None:
+        result = run("held", "resend", "999999")
+
+        assert result.exit_code == 1
+        assert error_line(result.stderr) == "error: no held message has the id 999999"
