@@ -9,10 +9,9 @@ from rich.table import Table
 from processor.bootstrap import unit_of_work
 from processor.commands import held as held_commands
 from processor.commands import reading, transactions
-from processor.commands.options import actor_option
+from processor.commands.options import account_cells, actor_option
 from processor.db import admin
 from processor.domain.accounts import Account
-from processor.domain.money import format_amount
 from processor.logs import configure_logging
 from processor.presenters import account_json, customer_json, verify_json
 from processor.services import accounts as account_services
@@ -98,15 +97,7 @@ def customer_show(number: int, as_json: bool) -> None:
         console.print(f"customer {found.number}: {found.name} <{found.email}>")
         table = Table("account", "type", "status", "currency", "balance", "overdraft limit", "reward points")
         for a in accounts:
-            table.add_row(
-                a.number,
-                a.type,
-                a.status,
-                a.currency,
-                format_amount(a.balance),
-                format_amount(a.overdraft_limit),
-                str(a.reward_points),
-            )
+            table.add_row(a.number, *account_cells(a))
         console.print(table if accounts else "no accounts")
 
     emit(as_json, customer_json(found, accounts), render)

@@ -126,14 +126,7 @@ def outcome_json(outcome: Outcome) -> OutcomeJson:
         "destination": outcome.destination,
         "errors": list(outcome.errors),
         "delivery": outcome.delivery.value,
-        "conflicts": [
-            {
-                "fields": list(c.fields),
-                "payload": dict(c.payload),
-                "at": _time(c.at),
-            }
-            for c in outcome.conflicts
-        ],
+        "conflicts": [_conflict_json(c) for c in outcome.conflicts],
     }
 
 
@@ -201,7 +194,7 @@ class TransactionJson(TypedDict):
     source: str | None
     destination: str | None
     description: str | None
-    at: str
+    at: str | None  # null only in `transaction show` of a reference that has no outcome yet
     reverses: str | None
 
 
@@ -228,44 +221,39 @@ class EntryJson(TypedDict):
     at: str
 
 
-class TransactionDetailJson(TypedDict):
-    reference: str
-    status: str
-    reason: str | None
-    type: str | None
-    amount: str | None
-    currency: str | None
-    source: str | None
-    destination: str | None
-    description: str | None
-    at: str | None
+def _conflict_json(c: Conflict) -> ConflictJson:
+    return {"fields": list(c.fields), "payload": dict(c.payload), "at": _time(c.at)}
+
+
+class TransactionDetailJson(TransactionJson):
     request: dict[str, object]
     errors: list[str]
     entries: list[EntryJson]
     conflicts: list[ConflictJson]
-    reverses: str | None
     reversed_by: str | None
     rejected_reversals: list[str]
     held: list[int]
 
 
-def _conflict_json(c: Conflict) -> ConflictJson:
-    return {"fields": list(c.fields), "payload": dict(c.payload), "at": _time(c.at)}
-
-
 def transaction_detail_json(d: TransactionDetail) -> TransactionDetailJson:
-    t = d.transaction
+    if d.transaction is not None:
+        summary = transaction_json(d.transaction)
+    else:
+        summary = {
+            "reference": d.reference,
+            "status": "pending",
+            "reason": None,
+            "type": None,
+            "amount": None,
+            "currency": None,
+            "source": None,
+            "destination": None,
+            "description": None,
+            "at": None,
+            "reverses": None,
+        }
     return {
-        "reference": d.reference,
-        "status": "pending" if t is None else t.status.value,
-        "reason": None if t is None or t.reason is None else t.reason.value,
-        "type": None if t is None else t.type,
-        "amount": None if t is None else _money(t.amount),
-        "currency": None if t is None else t.currency,
-        "source": None if t is None else t.source,
-        "destination": None if t is None else t.destination,
-        "description": None if t is None else t.description,
-        "at": None if t is None else format_time(t.at),
+        **summary,
         "request": d.request,
         "errors": list(d.errors),
         "entries": [
@@ -278,7 +266,6 @@ def transaction_detail_json(d: TransactionDetail) -> TransactionDetailJson:
             for e in d.entries
         ],
         "conflicts": [_conflict_json(c) for c in d.conflicts],
-        "reverses": None if t is None else t.reverses,
         "reversed_by": d.reversed_by,
         "rejected_reversals": list(d.rejected_reversals),
         "held": list(d.held),

@@ -1,4 +1,4 @@
-"""Options and parameter types the operator commands share."""
+"""What the operator commands share: options, parameter types, table cells."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from processor.domain.accounts import Account
 from processor.domain.errors import InvalidValue
+from processor.domain.money import format_amount
 from processor.domain.pages import MAX_PAGE
 from processor.terminal import P, R
 from processor.times import parse_moment
@@ -63,3 +65,15 @@ def print_next(console: Console, table: Table, next_cursor: str | None, empty: s
     console.print(table if table.row_count else empty)
     if next_cursor is not None:
         console.print(f"more: --after {next_cursor}")
+
+
+def account_cells(a: Account) -> list[str]:
+    """An account as a table row: type, status, currency, balance, overdraft limit, reward points."""
+    return [
+        a.type,
+        a.status,
+        a.currency,
+        format_amount(a.balance),
+        format_amount(a.overdraft_limit),
+        str(a.reward_points),
+    ]

@@ -11,7 +11,7 @@ import click
 from rich.table import Table
 
 from processor.bootstrap import unit_of_work
-from processor.commands.options import from_to_options, page_options, print_next
+from processor.commands.options import account_cells, from_to_options, page_options, print_next
 from processor.domain.ledger import StatementEntry
 from processor.domain.money import format_amount
 from processor.domain.pages import MAX_PAGE
@@ -61,16 +61,7 @@ def account_list(
     def render() -> None:
         table = Table("account", "customer", "type", "status", "currency", "balance", "overdraft limit", "points")
         for a in page.items:
-            table.add_row(
-                a.number,
-                "-" if a.customer is None else str(a.customer),
-                a.type,
-                a.status,
-                a.currency,
-                format_amount(a.balance),
-                format_amount(a.overdraft_limit),
-                str(a.reward_points),
-            )
+            table.add_row(a.number, "-" if a.customer is None else str(a.customer), *account_cells(a))
         print_next(console, table, page.next, "no accounts")
 
     emit(as_json, page_json(page, account_json), render)

@@ -103,20 +103,6 @@ class LedgerRepository:
                 },
             )
 
-    def statement(self, account_id: int) -> list[StatementEntry]:
-        rows = self.session.execute(
-            select(
-                TransactionRow.reference,
-                LedgerEntryRow.amount,
-                LedgerEntryRow.balance_after,
-                LedgerEntryRow.created_at,
-            )
-            .join(TransactionRow, LedgerEntryRow.transaction_id == TransactionRow.id)
-            .where(LedgerEntryRow.account_id == account_id)
-            .order_by(LedgerEntryRow.id)
-        )
-        return [StatementEntry(r.reference, r.amount, r.balance_after, r.created_at) for r in rows]
-
     def _statement_query(
         self,
         account_id: int,
