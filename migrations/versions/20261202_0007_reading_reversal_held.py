@@ -17,6 +17,12 @@ down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+REJECTED_INDEXES = {
+    "ix_transactions_rejected_created_at_id": ["created_at", "id"],
+    "ix_transactions_rejected_source_account_id_created_at_id": ["source_account_id", "created_at", "id"],
+    "ix_transactions_rejected_destination_account_id_created_at_id": ["destination_account_id", "created_at", "id"],
+}
+
 
 def upgrade() -> None:
     """Upgrade schema."""
@@ -58,14 +64,10 @@ def upgrade() -> None:
         unique=False,
     )
     op.drop_index(op.f("ix_transactions_destination_account_id"), table_name="transactions")
-    # Rejections are few among millions: an operator looking for them should not walk every applied payment.
-    op.create_index(
-        "ix_transactions_rejected_created_at_id",
-        "transactions",
-        ["created_at", "id"],
-        unique=False,
-        postgresql_where=sa.text("status = 'rejected'"),
-    )
+    # Rejections are few among millions: an operator looking for them should not walk every applied payment,
+    # of the whole ledger or of a busy account. Small indexes, written only for rejections.
+    for name, columns in REJECTED_INDEXES.items():
+        op.create_index(name, "transactions", columns, unique=False, postgresql_where=sa.text("status = 'rejected'"))
 
     # A statement's range and pages walk (created_at, id) of one account. Entries are written under the account's
     # row lock, so the clock read at insert (not the transaction's start, which may precede a lock wait) orders an
@@ -126,11 +128,8 @@ def downgrade() -> None:
     op.drop_index("ix_audit_log_entity_type_entity_id", table_name="audit_log")
     op.drop_index("ix_ledger_entries_account_id_created_at_id", table_name="ledger_entries")
     op.alter_column("ledger_entries", "created_at", server_default=sa.text("now()"))
-    op.drop_index(
-        "ix_transactions_rejected_created_at_id",
-        table_name="transactions",
-        postgresql_where=sa.text("status = 'rejected'"),
-    )
+    for name in REJECTED_INDEXES:
+        op.drop_index(name, table_name="transactions", postgresql_where=sa.text("status = 'rejected'"))
     op.create_index(
         op.f("ix_transactions_destination_account_id"), "transactions", ["destination_account_id"], unique=False
     )

@@ -157,8 +157,14 @@ class TransactionRow(Base):
         Index("ix_transactions_created_at_id", "created_at", "id"),
         Index("ix_transactions_source_account_id_created_at_id", "source_account_id", "created_at", "id"),
         Index("ix_transactions_destination_account_id_created_at_id", "destination_account_id", "created_at", "id"),
-        Index(
-            "ix_transactions_rejected_created_at_id", "created_at", "id", postgresql_where=text("status = 'rejected'")
+        # Rejections are few: listing them, of the ledger or of a busy account, walks only them.
+        *(
+            Index(f"ix_transactions_rejected_{name}", *columns, postgresql_where=text("status = 'rejected'"))
+            for name, columns in (
+                ("created_at_id", ("created_at", "id")),
+                ("source_account_id_created_at_id", ("source_account_id", "created_at", "id")),
+                ("destination_account_id_created_at_id", ("destination_account_id", "created_at", "id")),
+            )
         ),
         # One applied reversal per original; rejected attempts may be many.
         Index(
