@@ -37,7 +37,7 @@ def upgrade() -> None:
         "transactions",
         ["reverses_id"],
         unique=True,
-        postgresql_where=sa.text("status = 'applied'"),
+        postgresql_where=sa.text("status = 'applied' AND reverses_id IS NOT NULL"),
     )
     op.create_index(
         "ix_transactions_reverses_id",
@@ -148,7 +148,7 @@ def downgrade() -> None:
     op.drop_index(
         "uq_transactions_reverses_id_applied",
         table_name="transactions",
-        postgresql_where=sa.text("status = 'applied'"),
+        postgresql_where=sa.text("status = 'applied' AND reverses_id IS NOT NULL"),
     )
     op.drop_constraint(op.f("fk_transactions_reverses_id_transactions"), "transactions", type_="foreignkey")
     op.drop_column("transactions", "reverses_id")

@@ -171,7 +171,7 @@ class TransactionRow(Base):
             "uq_transactions_reverses_id_applied",
             "reverses_id",
             unique=True,
-            postgresql_where=text("status = 'applied'"),
+            postgresql_where=text("status = 'applied' AND reverses_id IS NOT NULL"),
         ),
         Index("ix_transactions_reverses_id", "reverses_id", postgresql_where=text("reverses_id IS NOT NULL")),
     )
