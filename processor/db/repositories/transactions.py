@@ -236,7 +236,13 @@ class TransactionRepository:
             )
             .outerjoin(_Reversed, _Reversed.id == TransactionRow.reverses_id)
             .outerjoin(
-                _Reversal, and_(_Reversal.reverses_id == TransactionRow.id, _Reversal.status == OutcomeStatus.APPLIED)
+                _Reversal,
+                and_(
+                    _Reversal.reverses_id == TransactionRow.id,
+                    # Stated, though implied, so that the partial indexes of reversals serve the join.
+                    _Reversal.reverses_id.is_not(None),
+                    _Reversal.status == OutcomeStatus.APPLIED,
+                ),
             )
             .where(TransactionRow.reference.in_(references))
         )
