@@ -198,8 +198,8 @@ def check_stage(ctx: Context, stage: str, prefix: str, base: int, sent: int) -> 
 
 
 def held_count(ctx: Context) -> int:
-    # The most `processor held` lists at once; a bench run that held more has failed anyway.
-    return len(cli_json(ctx, PROCESSOR, "held", "--limit", "10000"))
+    # The most `processor held list` shows on a page; a bench run that held more has failed anyway.
+    return len(cli_json(ctx, PROCESSOR, "held", "list", "--all", "--limit", "10000")["items"])
 
 
 # Single-payment messages -----------------------------------------------------------------------------------------

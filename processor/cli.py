@@ -12,22 +12,15 @@ import sqlalchemy
 from rich.table import Table
 
 from processor.bootstrap import unit_of_work
+from processor.commands import held as held_commands
+from processor.commands import reading, transactions
+from processor.commands.options import account_cells, actor_option
 from processor.config import Settings
 from processor.db import admin, roles
 from processor.domain.accounts import Account
-from processor.domain.money import format_amount
-from processor.presenters import (
-    account_json,
-    customer_json,
-    format_time,
-    held_json,
-    statement_json,
-    stats_json,
-    verify_json,
-)
+from processor.presenters import account_json, customer_json, stats_json, verify_json
 from processor.services import accounts as account_services
 from processor.services import customers as customer_services
-from processor.services.held import list_held
 from processor.services.stats import outcome_stats
 from processor.services.verify import verify_ledger
 from processor.terminal import (
@@ -42,18 +35,12 @@ from processor.terminal import (
     json_option,
     reports_errors,
     settings_or_exit,
-    untrusted,
 )
+from processor.times import format_time
 
 # Section 9's exit codes, shown at the foot of every command's help.
 EXIT_CODES = "Exit codes: 0 done; 1 refused or not found; 2 usage error; 69 database or broker unreachable."
 CONTEXT = {"help_option_names": ["-h", "--help"]}
-
-
-def actor_option(command: Callable[P, R]) -> Callable[P, R]:
-    return click.option(
-        "--actor", default=None, help="Who is acting, for the audit log [default: PROCESSOR_ACTOR or your login]."
-    )(command)
 
 
 def account_table(account: Account, title: str | None = None) -> Table:
@@ -253,15 +240,7 @@ def customer_show(number: int, as_json: bool) -> None:
         console.print(f"customer {found.number}: {found.name} <{found.email}>")
         table = Table("account", "type", "status", "currency", "balance", "overdraft limit", "reward points")
         for a in accounts:
-            table.add_row(
-                a.number,
-                a.type,
-                a.status,
-                a.currency,
-                format_amount(a.balance),
-                format_amount(a.overdraft_limit),
-                str(a.reward_points),
-            )
+            table.add_row(a.number, *account_cells(a))
         console.print(table if accounts else "no accounts")
 
     emit(as_json, customer_json(found, accounts), render)
@@ -340,30 +319,6 @@ def account_set_status(number: str, status: str, reason: str, actor: str | None,
     emit(as_json, account_json(changed), lambda: console.print(f"account {changed.number} is now {changed.status}"))
 
 
-@account.command("statement")
-@click.argument("number", metavar="ACCOUNT")
-@json_option
-@reports_errors
-def account_statement(number: str, as_json: bool) -> None:
-    """Print an account's ledger entries, newest last, with the balance after each.
-
-    \b
-    Example:
-      processor account statement 100000011
-    """
-    found, entries = account_services.account_statement(unit_of_work(), number)
-
-    def render() -> None:
-        table = Table("at", "reference", "amount", "balance after", title=f"statement of account {found.number}")
-        for e in entries:
-            table.add_row(
-                format_time(e.at, "seconds"), e.reference, format_amount(e.amount), format_amount(e.balance_after)
-            )
-        console.print(table if entries else f"account {found.number} has no entries")
-
-    emit(as_json, statement_json(entries), render)
-
-
 @cli.command("verify")
 @json_option
 @reports_errors
@@ -390,40 +345,13 @@ def verify(as_json: bool) -> None:
         fail(f"{len(violations)} ledger invariant violation(s)")
 
 
-@cli.command("held")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="How many, newest last.")
-@json_option
-@reports_errors
-def held(limit: int, as_json: bool) -> None:
-    """Messages held for operators: no outcome could be recorded (unreadable, retries spent, failed).
-
-    \b
-    Example:
-      processor held --limit 20
-    """
-    messages = list_held(unit_of_work(), limit)
-
-    def render() -> None:
-        if not messages:
-            console.print("no held messages")
-            return
-        table = Table("id", "at", "reason", "task", "reference", "error", "message", title="held messages")
-        for m in messages:
-            at = "" if m.at is None else format_time(m.at, "seconds")
-            fields = ", ".join(f"{k}={v}" for k, v in m.message.items())
-            # Everything but the id, time and reason came in a message: a sender wrote it.
-            table.add_row(
-                str(m.id),
-                at,
-                m.reason.value,
-                untrusted(m.task),
-                untrusted(m.reference or "-"),
-                untrusted(m.error),
-                untrusted(fields),
-            )
-        console.print(table)
-
-    emit(as_json, [held_json(m) for m in messages], render)
+# The reading, reversal and held commands live in processor/commands/.
+customer.add_command(reading.customer_list)
+account.add_command(reading.account_list)
+account.add_command(reading.account_statement)
+cli.add_command(transactions.transaction)
+cli.add_command(reading.audit)
+cli.add_command(held_commands.held)
 
 
 @cli.command("stats")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 from pythonjsonlogger.json import JsonFormatter
 
-from processor.presenters import format_time
+from processor.times import format_time
 
 logger = logging.getLogger("processor")
 # Names a LogRecord has already: logging refuses them in `extra`, and the refusal would lose the whole line.

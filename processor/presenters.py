@@ -5,17 +5,23 @@ Each shape is a TypedDict, so mypy checks every presenter against the contract's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Literal, NotRequired, TypedDict
+from decimal import Decimal
+from typing import NotRequired, TypedDict, TypeVar
 
-from processor.config import get_settings
 from processor.domain.accounts import Account, Customer
 from processor.domain.held import HeldMessage
 from processor.domain.ledger import StatementEntry, Violation
 from processor.domain.money import format_amount
-from processor.domain.outcomes import Outcome
+from processor.domain.outcomes import Conflict, Outcome
+from processor.domain.pages import Page
+from processor.domain.records import AuditEntry, Statement, TransactionDetail, TransactionSummary
 from processor.domain.stats import Stats
+from processor.times import format_time
+
+T = TypeVar("T")
+J = TypeVar("J")
 
 
 class AccountJson(TypedDict):
@@ -61,6 +67,10 @@ class StatementEntryJson(TypedDict):
     amount: str
     balance_after: str
     at: str
+    type: str | None
+    counterparty: str | None
+    description: str | None
+    reverses: str | None
 
 
 class VerifyJson(TypedDict):
@@ -77,6 +87,12 @@ class HeldJson(TypedDict):
     reference: str | None
     message: dict[str, object]
     error: str
+    outcome: str | None
+    resent_at: str | None
+    resends: int
+    resolved_at: str | None
+    resolved_by: str | None
+    resolution: str | None
 
 
 class StatsJson(TypedDict):
@@ -89,17 +105,6 @@ class StatsJson(TypedDict):
     held_in_period: int
     held: int
     oldest_held: str | None
-
-
-def format_time(moment: datetime, timespec: Literal["seconds", "milliseconds", "microseconds"] = "microseconds") -> str:
-    """A moment as RFC 3339 with its offset, in PROCESSOR_TIMEZONE: the one way every output shows a time.
-
-    JSON keeps the microseconds the database has, tables show whole seconds, logs milliseconds.
-    """
-    if moment.tzinfo is None:
-        # A naive moment's zone is unknown: shown as if local, it would be wrong by the offset, silently.
-        raise ValueError(f"{moment!r} has no time zone")
-    return moment.astimezone(get_settings().zone).isoformat(timespec=timespec)
 
 
 def customer_json(customer: Customer, accounts: Sequence[Account] | None = None) -> CustomerJson:
@@ -134,27 +139,21 @@ def outcome_json(outcome: Outcome) -> OutcomeJson:
         "destination": outcome.destination,
         "errors": list(outcome.errors),
         "delivery": outcome.delivery.value,
-        "conflicts": [
-            {
-                "fields": list(c.fields),
-                "payload": dict(c.payload),
-                "at": None if c.at is None else format_time(c.at),
-            }
-            for c in outcome.conflicts
-        ],
+        "conflicts": [_conflict_json(c) for c in outcome.conflicts],
     }
 
 
-def statement_json(entries: Sequence[StatementEntry]) -> list[StatementEntryJson]:
-    return [
-        {
-            "reference": e.reference,
-            "amount": format_amount(e.amount),
-            "balance_after": format_amount(e.balance_after),
-            "at": format_time(e.at),
-        }
-        for e in entries
-    ]
+def statement_entry_json(e: StatementEntry) -> StatementEntryJson:
+    return {
+        "reference": e.reference,
+        "amount": format_amount(e.amount),
+        "balance_after": format_amount(e.balance_after),
+        "at": format_time(e.at),
+        "type": e.type,
+        "counterparty": e.counterparty,
+        "description": e.description,
+        "reverses": e.reverses,
+    }
 
 
 def verify_json(violations: Sequence[Violation]) -> VerifyJson:
@@ -164,13 +163,177 @@ def verify_json(violations: Sequence[Violation]) -> VerifyJson:
 def held_json(held: HeldMessage) -> HeldJson:
     return {
         "id": held.id,
-        "at": None if held.at is None else format_time(held.at),
+        "at": _time(held.at),
         "reason": held.reason.value,
         "task": held.task,
         "task_id": held.task_id,
         "reference": held.reference,
         "message": dict(held.message),
         "error": held.error,
+        "outcome": held.outcome,
+        "resent_at": _time(held.resent_at),
+        "resends": held.resends,
+        "resolved_at": _time(held.resolved_at),
+        "resolved_by": held.resolved_by,
+        "resolution": held.resolution,
+    }
+
+
+def _time(moment: datetime | None) -> str | None:
+    return None if moment is None else format_time(moment)
+
+
+def _money(amount: Decimal | None) -> str | None:
+    return None if amount is None else format_amount(amount)
+
+
+class PageJson(TypedDict):
+    items: list[object]
+    next: str | None
+
+
+def page_json(page: Page[T], item: Callable[[T], J]) -> PageJson:
+    """A page of any listing: its items in their own shape, and the cursor of the next page (null on the last)."""
+    return {"items": [item(i) for i in page.items], "next": page.next}
+
+
+class TransactionJson(TypedDict):
+    reference: str
+    status: str
+    reason: str | None
+    type: str | None
+    amount: str | None
+    currency: str | None
+    source: str | None
+    destination: str | None
+    description: str | None
+    at: str | None  # null only in `transaction show` of a reference that has no outcome yet
+    reverses: str | None
+
+
+def transaction_json(t: TransactionSummary) -> TransactionJson:
+    return {
+        "reference": t.reference,
+        "status": t.status.value,
+        "reason": None if t.reason is None else t.reason.value,
+        "type": t.type,
+        "amount": _money(t.amount),
+        "currency": t.currency,
+        "source": t.source,
+        "destination": t.destination,
+        "description": t.description,
+        "at": format_time(t.at),
+        "reverses": t.reverses,
+    }
+
+
+class EntryJson(TypedDict):
+    account: str
+    amount: str
+    balance_after: str
+    at: str
+
+
+def _conflict_json(c: Conflict) -> ConflictJson:
+    return {"fields": list(c.fields), "payload": dict(c.payload), "at": _time(c.at)}
+
+
+class TransactionDetailJson(TransactionJson):
+    request: dict[str, object]
+    errors: list[str]
+    entries: list[EntryJson]
+    conflicts: list[ConflictJson]
+    reversed_by: str | None
+    rejected_reversals: list[str]
+    held: list[int]
+
+
+def transaction_detail_json(d: TransactionDetail) -> TransactionDetailJson:
+    if d.transaction is not None:
+        summary = transaction_json(d.transaction)
+    else:
+        summary = {
+            "reference": d.reference,
+            "status": "pending",
+            "reason": None,
+            "type": None,
+            "amount": None,
+            "currency": None,
+            "source": None,
+            "destination": None,
+            "description": None,
+            "at": None,
+            "reverses": None,
+        }
+    return {
+        **summary,
+        "request": d.request,
+        "errors": list(d.errors),
+        "entries": [
+            {
+                "account": e.account,
+                "amount": format_amount(e.amount),
+                "balance_after": format_amount(e.balance_after),
+                "at": format_time(e.at),
+            }
+            for e in d.entries
+        ],
+        "conflicts": [_conflict_json(c) for c in d.conflicts],
+        "reversed_by": d.reversed_by,
+        "rejected_reversals": list(d.rejected_reversals),
+        "held": list(d.held),
+    }
+
+
+class AuditJson(TypedDict):
+    id: int
+    at: str
+    actor: str
+    action: str
+    entity_type: str
+    entity: str
+    details: dict[str, object]
+
+
+def audit_json(a: AuditEntry) -> AuditJson:
+    return {
+        "id": a.id,
+        "at": format_time(a.at),
+        "actor": a.actor,
+        "action": a.action,
+        "entity_type": a.entity_type,
+        "entity": a.entity,
+        "details": a.details,
+    }
+
+
+# "from" is a keyword: the functional form names it.
+StatementJson = TypedDict(
+    "StatementJson",
+    {
+        "account": str,
+        "currency": str,
+        "from": str | None,
+        "to": str | None,
+        "opening_balance": str,
+        "closing_balance": str,
+        "items": list[StatementEntryJson],
+        "next": str | None,
+    },
+)
+
+
+def statement_json(s: Statement) -> StatementJson:
+    """A statement page: the range, the balance before it and at its end, and the entries of this page."""
+    return {
+        "account": s.account.number,
+        "currency": s.account.currency,
+        "from": _time(s.start),
+        "to": _time(s.end),
+        "opening_balance": format_amount(s.opening_balance),
+        "closing_balance": format_amount(s.closing_balance),
+        "items": [statement_entry_json(e) for e in s.entries.items],
+        "next": s.entries.next,
     }
 
 

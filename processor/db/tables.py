@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     Numeric,
     Sequence,
@@ -69,6 +70,9 @@ class CustomerRow(Base):
     __table_args__ = (
         CheckConstraint("length(name) BETWEEN 1 AND 200", name="name_length"),
         CheckConstraint("email = lower(email)", name="email_lower_case"),
+        # `customer list --search` matches any part of a name or an email address (ILIKE), through pg_trgm.
+        Index("ix_customers_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}),
+        Index("ix_customers_email_trgm", "email", postgresql_using="gin", postgresql_ops={"email": "gin_trgm_ops"}),
     )
 
 
@@ -125,7 +129,7 @@ class TransactionRow(Base):
     source: Mapped[str | None] = mapped_column(String(16))
     destination: Mapped[str | None] = mapped_column(String(16))
     source_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
-    destination_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    destination_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
     amount: Mapped[Decimal | None] = mapped_column(Money)
     currency: Mapped[str | None] = mapped_column(String(3))
     description: Mapped[str | None] = mapped_column(Text)
@@ -134,6 +138,8 @@ class TransactionRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(32))
     errors: Mapped[list[str] | None] = mapped_column(JSONB)
+    # A reversal names the transaction it reverses; "reversed by" is derived from it, never written on the original.
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("transactions.id"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     __table_args__ = (
@@ -147,8 +153,28 @@ class TransactionRow(Base):
             "status = 'rejected' OR (type IS NOT NULL AND amount IS NOT NULL AND currency IS NOT NULL)",
             name="applied_is_complete",
         ),
-        # The savings monthly limit counts a locked account's applied outgoing payments since the 1st.
-        Index("ix_transactions_source_account_id_created_at", "source_account_id", "created_at"),
+        # Keyset pages, newest first, walk (created_at, id); the savings monthly limit counts a locked account's
+        # applied outgoing payments since the 1st through the source index.
+        Index("ix_transactions_created_at_id", "created_at", "id"),
+        Index("ix_transactions_source_account_id_created_at_id", "source_account_id", "created_at", "id"),
+        Index("ix_transactions_destination_account_id_created_at_id", "destination_account_id", "created_at", "id"),
+        # Rejections are few: listing them, of the ledger or of a busy account, walks only them.
+        *(
+            Index(f"ix_transactions_rejected_{name}", *columns, postgresql_where=text("status = 'rejected'"))
+            for name, columns in (
+                ("created_at_id", ("created_at", "id")),
+                ("source_account_id_created_at_id", ("source_account_id", "created_at", "id")),
+                ("destination_account_id_created_at_id", ("destination_account_id", "created_at", "id")),
+            )
+        ),
+        # One applied reversal per original; rejected attempts may be many.
+        Index(
+            "uq_transactions_reverses_id_applied",
+            "reverses_id",
+            unique=True,
+            postgresql_where=text("status = 'applied' AND reverses_id IS NOT NULL"),
+        ),
+        Index("ix_transactions_reverses_id", "reverses_id", postgresql_where=text("reverses_id IS NOT NULL")),
     )
 
 
@@ -176,11 +202,15 @@ class LedgerEntryRow(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     amount: Mapped[Decimal] = mapped_column(Money)
     balance_after: Mapped[Decimal] = mapped_column(Money)
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Read at insert, under the account's row lock: an account's entries are in the same order by time as by id
+    # (the transaction's start, now(), may come before a lock wait, and would not be).
+    created_at: Mapped[datetime] = mapped_column(server_default=func.clock_timestamp())
 
     __table_args__ = (
         CheckConstraint("amount <> 0", name="amount_not_zero"),
         Index("ix_ledger_entries_account_id_id", "account_id", "id"),
+        # A statement's range and its pages.
+        Index("ix_ledger_entries_account_id_created_at_id", "account_id", "created_at", "id"),
     )
 
 
@@ -195,7 +225,7 @@ class AuditLogRow(Base):
     entity: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
 
-    __table_args__ = (Index("ix_audit_log_entity_type_entity", "entity_type", "entity"),)
+    __table_args__ = (Index("ix_audit_log_entity_type_entity_id", "entity_type", "entity", "id"),)
 
 
 class HeldMessageRow(Base):
@@ -212,10 +242,20 @@ class HeldMessageRow(Base):
     message: Mapped[dict[str, Any]] = mapped_column(JSONB)
     error: Mapped[str] = mapped_column(Text)
     content_digest: Mapped[str] = mapped_column(String(32), Computed("md5(task || ' ' || message::text)"))
+    # An operator's actions on it (held messages are work items, not ledger: these are updated).
+    resent_at: Mapped[datetime | None] = mapped_column()
+    resends: Mapped[int] = mapped_column(Integer, server_default="0")
+    resolved_at: Mapped[datetime | None] = mapped_column()
+    resolved_by: Mapped[str | None] = mapped_column(Text)
+    resolution: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint(_one_of("reason", HeldReason), name="known_reason"),
         # A redelivered or retried message keeps its task id and content, so it is held once however often it
         # comes back; another message under a reused task id is held too.
         UniqueConstraint("task_id", "content_digest", name="uq_held_messages_task_id"),
+        CheckConstraint(
+            "(resolved_at IS NULL) = (resolved_by IS NULL) AND (resolved_at IS NULL) = (resolution IS NULL)",
+            name="resolution_complete",
+        ),
     )

@@ -92,7 +92,8 @@ class Book:
         credit.balance += request.amount
         if source is not None and source.type is AccountType.SAVINGS:
             self.outgoing_this_month[source.id] = self.outgoing_this_month.get(source.id, 0) + 1
-        if request.type is PaymentType.DEPOSIT and credit.type is AccountType.REWARD:
+        # A reversal gives back money that was there already: it earns no points (nor takes back those earned).
+        if request.type is PaymentType.DEPOSIT and credit.type is AccountType.REWARD and request.reverses is None:
             credit.reward_points += self.policy.reward_points(request.amount)
         self.changed[debit.id] = debit
         self.changed[credit.id] = credit

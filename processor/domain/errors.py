@@ -77,3 +77,21 @@ class UnsupportedCurrency(ProcessorError):
 
 class InvalidStatusChange(ProcessorError):
     pass
+
+
+class TransactionNotFound(NotFound):
+    def __init__(self, reference: str) -> None:
+        super().__init__(f"no transaction has the reference {reference}")
+
+
+class NotReversible(ProcessorError):
+    """A reversal an operator asked for that cannot be: nothing to reverse, or reversed already."""
+
+
+class HeldNotFound(NotFound):
+    def __init__(self, held_id: int) -> None:
+        super().__init__(f"no held message has the id {held_id}")
+
+
+class HeldActionRefused(ProcessorError):
+    """A resend or a resolution of a held message that cannot be done (resolved already, nothing to send)."""

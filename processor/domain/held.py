@@ -28,6 +28,14 @@ class HeldMessage:
     error: str
     id: int | None = None
     at: datetime | None = None
+    # What operators did about it.
+    resent_at: datetime | None = None
+    resends: int = 0
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    resolution: str | None = None
+    # The outcome now recorded for its reference, if any (a resend may have settled it).
+    outcome: str | None = None
 
     @classmethod
     def of(

@@ -13,6 +13,12 @@ class StatementEntry:
     amount: Decimal
     balance_after: Decimal
     at: datetime
+    type: str | None = None
+    # The other customer account of a transfer; None for a deposit or withdrawal (the bank's settlement side).
+    counterparty: str | None = None
+    description: str | None = None
+    reverses: str | None = None
+    id: int = 0  # the entry's id: with `at`, where the next page starts
 
 
 @dataclass(frozen=True)

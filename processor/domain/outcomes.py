@@ -10,7 +10,7 @@ from enum import StrEnum
 from processor.domain.accounts import parse_account_number
 from processor.domain.errors import InvalidValue
 from processor.domain.money import format_amount, parse_amount, parse_currency
-from processor.domain.requests import IDENTITY_FIELDS, parse_payment_type
+from processor.domain.requests import CONFLICT_FIELDS, parse_payment_type
 
 
 class Reason(StrEnum):
@@ -42,7 +42,7 @@ class Delivery(StrEnum):
 
 
 def differing_fields(recorded: Mapping[str, object], attempt: Mapping[str, object]) -> list[str]:
-    return [name for name in IDENTITY_FIELDS if recorded.get(name) != attempt.get(name)]
+    return [name for name in CONFLICT_FIELDS if recorded.get(name) != attempt.get(name)]
 
 
 @dataclass(frozen=True)

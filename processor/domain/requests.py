@@ -25,6 +25,8 @@ class PaymentType(StrEnum):
 REFERENCE_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 # The fields whose difference makes a resend of a reference a conflict; a new description does not.
 IDENTITY_FIELDS = ("type", "source", "destination", "amount", "currency")
+# What a conflicting attempt is compared on: a reversal's identity also names the transaction it reverses.
+CONFLICT_FIELDS = (*IDENTITY_FIELDS, "reverses")
 PAYLOAD_FIELDS = (*IDENTITY_FIELDS, "description")
 DESCRIPTION_MAX_LENGTH = 500
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -66,6 +68,8 @@ class PaymentRequest:
     source: str | None = None
     destination: str | None = None
     description: str | None = None
+    # The reference of the applied transaction this one reverses (an operator's correction, never a message's).
+    reverses: str | None = None
 
     @property
     def accounts(self) -> tuple[str, ...]:
@@ -80,13 +84,17 @@ class PaymentRequest:
         return (self.currency, settlement_slot(customer or ""))
 
     def identity(self) -> dict[str, str | None]:
-        return {
+        identity = {
             "type": self.type.value,
             "source": self.source,
             "destination": self.destination,
             "amount": format_amount(self.amount),
             "currency": self.currency,
         }
+        # Only a reversal names one, so every other payment keeps the fingerprint it always had.
+        if self.reverses is not None:
+            identity["reverses"] = self.reverses
+        return identity
 
     def payload(self) -> dict[str, str | None]:
         return {**self.identity(), "description": self.description}

@@ -11,7 +11,6 @@ from processor.domain.accounts import (
     parse_status,
 )
 from processor.domain.errors import AccountNotFound, CustomerNotFound, InvalidValue, UnsupportedCurrency
-from processor.domain.ledger import StatementEntry
 from processor.domain.money import ZERO, format_amount, parse_currency, parse_limit
 from processor.logs import log_event
 
@@ -94,13 +93,3 @@ def change_status(uow: UnitOfWork, number: str, status: str, reason: str, actor:
     account.status = target
     log_event("account.status_changed", account=number, previous=previous, status=target, actor=actor)
     return account
-
-
-def account_statement(uow: UnitOfWork, number: str) -> tuple[Account, list[StatementEntry]]:
-    """An account's ledger entries, oldest first, with the balance after each."""
-    number = parse_account_number(number)
-    with uow:
-        account = uow.accounts.get_by_number(number)
-        if account is None:
-            raise AccountNotFound(number)
-        return account, uow.ledger.statement(account.id)

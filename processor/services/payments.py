@@ -11,6 +11,7 @@ from processor.domain.accounts import AccountType
 from processor.domain.book import Book, Policy, month_start
 from processor.domain.outcomes import Conflict, Delivery, Outcome, OutcomeStatus, Reason, Recorded, differing_fields
 from processor.domain.requests import InvalidPayment, PaymentRequest
+from processor.domain.reversal import Original, check_reversible
 from processor.logs import log_event
 
 Request = PaymentRequest | InvalidPayment
@@ -25,7 +26,7 @@ def apply_payments(
     attempts = len({r.reference for r in requests}) + 1
     for attempt in range(1, attempts + 1):
         try:
-            outcomes = _apply_once(uow, requests, policy)
+            outcomes = _apply_once(uow, requests, policy, actor)
             break
         except LostRace:
             if attempt == attempts:
@@ -35,7 +36,7 @@ def apply_payments(
     return outcomes
 
 
-def _apply_once(uow: UnitOfWork, requests: Sequence[Request], policy: Policy) -> list[Outcome]:
+def _apply_once(uow: UnitOfWork, requests: Sequence[Request], policy: Policy, actor: str) -> list[Outcome]:
     with uow:
         # Accounts first (one statement, in id order), then what is recorded for the references. Two deliveries of
         # one payment lock the same accounts, so the second reads the first's outcome once it may go on. A
@@ -47,6 +48,10 @@ def _apply_once(uow: UnitOfWork, requests: Sequence[Request], policy: Policy) ->
             {r.settlement for r in valid if r.settlement is not None},
         )
         recorded = uow.transactions.get_by_references({r.reference for r in requests})
+        # Reversals are checked here, after the locks: of two reversals of one transaction, the second reads the
+        # first once it has committed, and is refused.
+        reversing = {r.reverses for r in valid if r.reverses is not None and r.reference not in recorded}
+        originals = uow.transactions.originals(reversing) if reversing else {}
         savings = [a.id for a in locked if a.type is AccountType.SAVINGS]
         since = month_start(uow.transactions.now(), policy.zone)
         counts = uow.transactions.count_outgoing_since(savings, since) if savings else {}
@@ -58,7 +63,7 @@ def _apply_once(uow: UnitOfWork, requests: Sequence[Request], policy: Policy) ->
         for request in requests:
             previous = recorded.get(request.reference)
             if previous is None:
-                transaction = _record(book, request)
+                transaction = _record(book, request, originals)
                 new.append(transaction)
                 recorded[request.reference] = transaction.recorded
                 outcomes.append(transaction.recorded.outcome())
@@ -79,6 +84,7 @@ def _apply_once(uow: UnitOfWork, requests: Sequence[Request], policy: Policy) ->
             raise LostRace(f"{len(new) - len(ids)} reference(s) were recorded by another transaction meanwhile")
         ids.update({r.reference: r.id for r in recorded.values() if r.id is not None})
         uow.ledger.add_entries(new, ids)
+        _audit_reversals(uow, new, actor)
         uow.transactions.add_conflicts([(ids[reference], conflict) for reference, conflict in conflicts])
         uow.accounts.save_balances(list(book.changed.values()))
         uow.commit()
@@ -102,7 +108,7 @@ def get_outcomes(uow: UnitOfWork, references: Collection[str]) -> dict[str, Outc
     }
 
 
-def _record(book: Book, request: Request) -> NewTransaction:
+def _record(book: Book, request: Request, originals: dict[str, Original]) -> NewTransaction:
     if isinstance(request, InvalidPayment):
         recorded = Recorded(
             reference=request.reference,
@@ -113,6 +119,13 @@ def _record(book: Book, request: Request) -> NewTransaction:
             errors=tuple(str(e) for e in request.errors),
         )
         return NewTransaction(recorded)
+    reverses_id = None
+    if request.reverses is not None:
+        original = originals.get(request.reverses)
+        if original is None:
+            raise LookupError(f"{request.reference}: reverses {request.reverses}, which is not recorded")
+        check_reversible(original, request.reference)
+        reverses_id = original.id
     decision = book.apply(request)
     recorded = Recorded(
         reference=request.reference,
@@ -132,7 +145,26 @@ def _record(book: Book, request: Request) -> NewTransaction:
         currency=request.currency,
         description=request.description,
         postings=decision.postings,
+        reverses_id=reverses_id,
     )
+
+
+def _audit_reversals(uow: UnitOfWork, new: Sequence[NewTransaction], actor: str) -> None:
+    """A reversal's audit entry, in its own transaction: recorded once, whether the rules applied it or not."""
+    for t in new:
+        if t.reverses_id is None:
+            continue
+        r = t.recorded
+        uow.audit.add(
+            actor,
+            "transaction.reversed" if r.status is OutcomeStatus.APPLIED else "transaction.reversal_rejected",
+            "transaction",
+            str(r.payload["reverses"]),
+            reversal=r.reference,
+            reason=t.description,
+            status=r.status.value,
+            rejection=None if r.reason is None else r.reason.value,
+        )
 
 
 def _log(outcome: Outcome, actor: str) -> None:

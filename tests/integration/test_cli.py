@@ -290,7 +290,7 @@ class TestAccountStatement:
         ]
         assert [o.status for o in outcomes] == ["applied"] * 3
 
-        entries = run_json("account", "statement", account.number)
+        entries = run_json("account", "statement", account.number)["items"]
 
         assert [(e["reference"], e["amount"], e["balance_after"]) for e in entries] == [
             ("stmt-dep", "100.00", "100.00"),
@@ -304,7 +304,7 @@ class TestAccountStatement:
         destination = make_account(make_uow)
         pay(make_uow, transfer(source.number, destination.number, "20.00", reference="stmt-in"))
 
-        entries = run_json("account", "statement", destination.number)
+        entries = run_json("account", "statement", destination.number)["items"]
 
         assert [(e["reference"], e["amount"], e["balance_after"]) for e in entries] == [("stmt-in", "20.00", "20.00")]
 

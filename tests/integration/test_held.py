@@ -12,15 +12,32 @@ import pytest
 from click.testing import Result
 
 from processor.cli import cli
+from processor.domain.errors import HeldActionRefused
 from processor.domain.held import MAX_FIELDS, HeldMessage, HeldReason
 from processor.domain.requests import CLIP_LENGTH
-from processor.services.held import hold_message, list_held
-from tests.builders import UowFactory
-from tests.clis import invoke
-from tests.requests import unique
+from processor.services.held import hold_message, list_held, resend_held, resolve_held
+from processor.services.reading import list_audit
+from tests.builders import UowFactory, make_account, pay
+from tests.clis import error_line, invoke, invoke_json
+from tests.requests import deposit, unique
 
 NEW_TASK_ID = "a new task id"  # a message's task id is unique to it: the builder makes one per call by default
-HELD_KEYS = {"id", "at", "reason", "task", "task_id", "reference", "message", "error"}
+HELD_KEYS = {
+    "id",
+    "at",
+    "reason",
+    "task",
+    "task_id",
+    "reference",
+    "message",
+    "error",
+    "outcome",
+    "resent_at",
+    "resends",
+    "resolved_at",
+    "resolved_by",
+    "resolution",
+}
 
 
 def held_message(
@@ -214,6 +231,7 @@ class TestHoldMessage:
 
 class TestHeldCommand:
     def test_nothing_held(self, make_uow: UowFactory) -> None:
+        # `processor held` alone is `processor held list`, as it was before held had subcommands.
         result = run("held")
 
         assert result.exit_code == 0, result.stderr
@@ -221,28 +239,28 @@ class TestHeldCommand:
 
     @pytest.mark.parametrize("limit", ["0", "99999999999999999999"])
     def test_a_limit_out_of_range_is_a_usage_error(self, make_uow: UowFactory, limit: str) -> None:
-        result = run("held", "--limit", limit)
+        result = run("held", "list", "--limit", limit)
 
         assert result.exit_code == 2
         assert "--limit" in result.stderr
 
-    def test_nothing_held_as_json_is_an_empty_list(self, make_uow: UowFactory) -> None:
-        result = run("held", "--json")
+    def test_nothing_held_as_json_is_an_empty_page(self, make_uow: UowFactory) -> None:
+        result = run("held", "list", "--json")
 
         assert result.exit_code == 0, result.stderr
-        assert json.loads(result.stdout) == []
+        assert json.loads(result.stdout) == {"items": [], "next": None}
 
     def test_held_message_is_a_table_row(self, make_uow: UowFactory) -> None:
         held_id = hold(make_uow, reason=HeldReason.FAILED, kwargs={"reference": "ref-9"}, error="boom")
 
-        result = run("held")
+        result = run("held", "list")
 
         assert result.exit_code == 0, result.stderr
         [row] = [line for line in result.stdout.splitlines() if "ref-9" in line]
         held_id_cell, at, *cells = [cell.strip() for cell in row.strip().strip("│").split("│")]
         assert held_id_cell == str(held_id)
         assert datetime.fromisoformat(at).utcoffset() is not None  # RFC 3339 with its offset, as every table
-        assert cells == ["failed", "payments.deposit", "ref-9", "boom", "reference=ref-9"]
+        assert cells == ["failed", "payments.deposit", "ref-9", "pending", "boom", "reference=ref-9"]
 
     def test_escape_sequences_and_markup_in_a_message_are_shown_not_obeyed(self, make_uow: UowFactory) -> None:
         hold(make_uow, kwargs={"reference": "ref-10", "note": "\x1b[2J[bold red]pwned[/]"}, error="\x1b]0;title\x07")
@@ -260,10 +278,10 @@ class TestHeldCommand:
             make_uow, task_id="task-1", kwargs={"reference": "ref 1", "amount": 1.5}, error="reference: not readable"
         )
 
-        result = run("held", "--json")
+        result = run("held", "list", "--json")
 
         assert result.exit_code == 0, result.stderr
-        [data] = json.loads(result.stdout)
+        [data] = json.loads(result.stdout)["items"]
         assert set(data) == HELD_KEYS
         assert datetime.fromisoformat(data["at"]).tzinfo is not None
         assert {k: v for k, v in data.items() if k != "at"} == {
@@ -274,18 +292,91 @@ class TestHeldCommand:
             "reference": "ref 1",
             "message": {"reference": "ref 1", "amount": 1.5},
             "error": "reference: not readable",
+            "outcome": None,
+            "resent_at": None,
+            "resends": 0,
+            "resolved_at": None,
+            "resolved_by": None,
+            "resolution": None,
         }
 
-    def test_limit_shows_the_newest(self, make_uow: UowFactory) -> None:
+    def test_pages_run_newest_first(self, make_uow: UowFactory) -> None:
         ids = [hold(make_uow) for _ in range(3)]
 
-        result = run("held", "--limit", "2", "--json")
+        first = run("held", "list", "--limit", "2", "--json")
+        assert first.exit_code == 0, first.stderr
+        page = json.loads(first.stdout)
+        second = json.loads(run("held", "list", "--limit", "2", "--after", page["next"], "--json").stdout)
 
-        assert result.exit_code == 0, result.stderr
-        assert [m["id"] for m in json.loads(result.stdout)] == ids[1:]
+        assert [m["id"] for m in page["items"]] == [ids[2], ids[1]]
+        assert [m["id"] for m in second["items"]] == [ids[0]]
+        assert second["next"] is None
 
     def test_limit_zero_is_a_usage_error(self, make_uow: UowFactory) -> None:
-        result = run("held", "--limit", "0")
+        result = run("held", "list", "--limit", "0")
 
         assert result.exit_code == 2
         assert "--limit" in result.stderr
+
+
+def never_sent(message: object) -> None:
+    raise AssertionError(f"nothing should be sent, but {message!r} was")
+
+
+class TestResolveAndResend:
+    def test_resolve_closes_it_with_a_note_and_an_audit_entry(self, make_uow: UowFactory) -> None:
+        held_id = hold(make_uow)
+
+        data = invoke_json(cli, "held", "resolve", str(held_id), "--reason", "sender fixed it", "--actor", "alice")
+
+        assert (data["resolved_by"], data["resolution"]) == ("alice", "sender fixed it")
+        assert invoke_json(cli, "held", "list")["items"] == []
+        assert [m["id"] for m in invoke_json(cli, "held", "list", "--all")["items"]] == [held_id]
+        [entry] = list_audit(make_uow()).items
+        assert (entry.actor, entry.action, entry.entity, entry.details["reason"]) == (
+            "alice",
+            "held.resolved",
+            str(held_id),
+            "sender fixed it",
+        )
+
+    def test_a_second_resolution_is_refused(self, make_uow: UowFactory) -> None:
+        held_id = hold(make_uow)
+        resolve_held(make_uow(), held_id, "done", "alice")
+
+        result = run("held", "resolve", str(held_id), "--reason", "again")
+
+        assert result.exit_code == 1
+        assert error_line(result.stderr) == f"error: held message {held_id} was resolved already, by alice: done"
+
+    def test_a_resend_of_a_reference_with_an_outcome_sends_nothing_and_says_so(self, make_uow: UowFactory) -> None:
+        account = make_account(make_uow)
+        pay(make_uow, deposit(account, "10.00", reference="settled-1"))
+        kwargs = {"reference": "settled-1", "account": account.number, "amount": "10.00", "currency": "GBP"}
+        held_id = hold(make_uow, reason=HeldReason.RETRIES_SPENT, kwargs=kwargs)
+
+        result = run("held", "resend", str(held_id), "--actor", "alice")
+
+        assert result.exit_code == 0, result.stderr
+        assert "nothing sent: settled-1 has an outcome already (applied)" in " ".join(result.stdout.split())
+        [entry, *_] = list_audit(make_uow()).items
+        assert (entry.actor, entry.action, entry.entity) == ("alice", "held.resend_skipped", str(held_id))
+
+    def test_a_message_without_a_readable_reference_cannot_be_resent(self, make_uow: UowFactory) -> None:
+        held_id = hold(make_uow)  # its reference is 'ref 1'
+
+        with pytest.raises(HeldActionRefused, match="not a valid payment"):
+            resend_held(make_uow(), held_id, "alice", never_sent)
+
+    def test_a_resolved_message_is_not_resent(self, make_uow: UowFactory) -> None:
+        held_id = hold(make_uow, kwargs={"reference": "ref-2", "account": "x"})
+        resolve_held(make_uow(), held_id, "done", "alice")
+
+        with pytest.raises(HeldActionRefused, match="was resolved by alice"):
+            resend_held(make_uow(), held_id, "alice", never_sent)
+
+    def test_an_unknown_id_is_exit_1(self, make_uow: UowFactory) -> None:
+        result = run("held", "resend", "999999")
+
+        assert result.exit_code == 1
+        assert error_line(result.stderr) == "error: no held message has the id 999999"

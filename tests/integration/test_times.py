@@ -17,7 +17,7 @@ def test_statement_json_and_table_show_the_zone_s_offset(make_uow: UowFactory) -
     account = make_account(make_uow, balance="10.00")
 
     with setting("PROCESSOR_TIMEZONE", "America/New_York"):
-        [entry] = invoke_json(cli, "account", "statement", account.number)
+        [entry] = invoke_json(cli, "account", "statement", account.number)["items"]
         table = invoke(cli, "account", "statement", account.number)
 
     at = datetime.fromisoformat(entry["at"])

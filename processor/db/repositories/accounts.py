@@ -149,3 +149,25 @@ class AccountRepository:
 
     def set_status(self, account_id: int, status: AccountStatus) -> None:
         self.session.execute(update(AccountRow).where(AccountRow.id == account_id).values(status=status.value))
+
+    def page(
+        self,
+        limit: int,
+        customer: int | None = None,
+        type: AccountType | None = None,
+        status: AccountStatus | None = None,
+        after: int | None = None,
+    ) -> list[Account]:
+        """Up to `limit` accounts in the order they were opened, after an account's id; filters all optional."""
+        query = _select_accounts()
+        if customer is not None:
+            query = query.where(CustomerRow.number == customer)
+        if type is not None:
+            query = query.where(AccountRow.type == type.value)
+        else:
+            query = query.where(AccountRow.type != AccountType.SETTLEMENT.value)
+        if status is not None:
+            query = query.where(AccountRow.status == status.value)
+        if after is not None:
+            query = query.where(AccountRow.id > after)
+        return [_account(row) for row in self.session.execute(query.order_by(AccountRow.id).limit(limit))]

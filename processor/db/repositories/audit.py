@@ -8,6 +8,7 @@ from sqlalchemy import Row, insert, select
 from sqlalchemy.orm import Session
 
 from processor.db.tables import AuditLogRow
+from processor.domain.records import AuditEntry
 
 
 class AuditRepository:
@@ -29,3 +30,15 @@ class AuditRepository:
                 .order_by(AuditLogRow.id)
             )
         )
+
+    def page(
+        self, limit: int, entity_type: str | None = None, entity: str | None = None, after: int | None = None
+    ) -> list[AuditEntry]:
+        """Up to `limit` entries, newest first, after an id; for one entity when it is named."""
+        query = select(AuditLogRow)
+        if entity_type is not None:
+            query = query.where(AuditLogRow.entity_type == entity_type, AuditLogRow.entity == entity)
+        if after is not None:
+            query = query.where(AuditLogRow.id < after)
+        rows = self.session.scalars(query.order_by(AuditLogRow.id.desc()).limit(limit))
+        return [AuditEntry(r.id, r.at, r.actor, r.action, r.entity_type, r.entity, dict(r.details)) for r in rows]

@@ -1,0 +1,1 @@
+"""Operator command groups kept out of processor/cli.py, which registers them."""
