@@ -141,6 +141,7 @@ class TestProcessKills:
         stranded = []
         for moment in random_moments(rng, 3, 0.5, SPREAD):
             run.at(moment)
+            run.strikes.append(time.monotonic())
             os.kill(current.process.pid, signal.SIGKILL)
             current.process.wait(10)
             with redis.Redis.from_url(broker_url) as client:
@@ -162,6 +163,7 @@ class TestProcessKills:
             # A process between jobs dies harmlessly; the one to kill is inside a transaction, when there is one.
             busy = wait_for_busy_children(worker, database_url)
             victim = rng.choice(busy or worker.children())
+            run.strikes.append(time.monotonic())
             os.kill(victim, signal.SIGKILL)
             kills.append("busy" if busy else "idle")
         run.settle([worker])
@@ -185,6 +187,7 @@ class TestDatabaseFaults:
             run.at(moment)
             # Ending an idle session costs a reconnect; ending one inside a transaction is the fault worth testing.
             wait_for_busy_sessions(database_url)
+            run.strikes.append(time.monotonic())
             ended = worker_sessions(database_url, terminate=True)
             total += len(ended)
             busy += sum(state != "idle" for _, state in ended)
@@ -204,6 +207,7 @@ class TestDatabaseFaults:
             run.at(moment)
             # Immediate: a crash, with recovery from the WAL at start. With fsync on, what was committed stays.
             mode = rng.choice(["immediate", "fast"])
+            run.strikes.append(time.monotonic())
             postgres.stop(mode)
             down = rng.uniform(1.0, 3.0)
             time.sleep(down)
@@ -226,6 +230,7 @@ class TestDatabaseFaults:
         for moment in random_moments(rng, 2, 0.5, SPREAD - 3):
             run.at(moment)
             account = rng.choice(bank.accounts)
+            run.strikes.append(time.monotonic())
             with accounts_locked(database_url, [account.number]):
                 time.sleep(lock_timeout * 2)
             held.append(account.number)
@@ -244,6 +249,7 @@ class TestBrokerFaults:
         restarts = []
         for moment in random_moments(rng, 2, 0.5, SPREAD - 2):
             run.at(moment)
+            run.strikes.append(time.monotonic())
             private_redis.kill()
             down = rng.uniform(0.5, 2.0)
             time.sleep(down)
@@ -284,6 +290,7 @@ class TestBrokerFaults:
                 client.config_set("maxmemory-policy", "noeviction")
                 used = int(client.info("memory")["used_memory"])
                 client.config_set("maxmemory", "1" if fill == "full" else str(used + 512))
+                run.strikes.append(time.monotonic())
                 postgres.stop("fast")
             time.sleep(4)
             client.config_set("maxmemory", "0")
