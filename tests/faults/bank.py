@@ -445,11 +445,11 @@ class Run:
         if not struck:
             self.problems.append(f"the fault never struck: {what}")
 
-    def verdict(self, seed: int, workers: Callable[[], str]) -> str:
-        """The failure message: every problem, the seed to replay with, the end of the workers' logs."""
+    def verdict(self, replay: str, workers: Callable[[], str]) -> str:
+        """The failure message: every problem, how to replay the run, the end of the workers' logs."""
         shown = "\n".join(self.problems[:40])
         more = f"\n...and {len(self.problems) - 40} more" if len(self.problems) > 40 else ""
-        return f"{self.tally.fault} (seed {seed}):\n{shown}{more}\n--- workers ---\n{workers()[-6000:]}"
+        return f"{self.tally.fault} ({replay}):\n{shown}{more}\n--- workers ---\n{workers()[-6000:]}"
 
 
 def random_moments(rng: random.Random, count: int, start: float, end: float) -> list[float]:

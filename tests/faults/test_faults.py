@@ -26,7 +26,7 @@ from tests.e2e.conftest import Worker
 from tests.e2e.faults import UNACKED
 from tests.e2e.traffic import Message, Traffic
 from tests.faults.bank import TABLE, Bank, Run, Tally, bank_workload, open_bank, random_moments
-from tests.faults.conftest import WORKER_APPLICATION, Workers
+from tests.faults.conftest import SEED, SEED_VARIABLE, WORKER_APPLICATION, Workers
 from tests.faults.servers import PrivatePostgres, PrivateRedis
 
 pytestmark = pytest.mark.faults
@@ -75,9 +75,10 @@ def described(traffic: Traffic, description: str) -> Traffic:
     return Traffic(each(traffic.originals), each(traffic.duplicates), each(traffic.conflicts))
 
 
-def finish(run: Run, seed: int, workers: Workers) -> None:
+def finish(run: Run, workers: Workers) -> None:
     if run.problems:
-        pytest.fail(run.verdict(seed, workers.output), pytrace=False)
+        replay = f"replay with {SEED_VARIABLE}={SEED} make faults"
+        pytest.fail(run.verdict(replay, workers.output), pytrace=False)
 
 
 def wait_for_busy_children(worker: Worker, database_url: str, timeout: float = 1.0) -> list[int]:
@@ -150,7 +151,7 @@ class TestProcessKills:
             current = workers.start()
         run.settle(workers.started, may_lose=len(stranded))
         run.expect(any(stranded), f"{len(stranded)} kills, unacked messages left by each: {stranded}")
-        finish(run, seed, workers)
+        finish(run, workers)
 
     def test_sigkill_of_a_pool_process(self, begin: Begin, workers: Workers, database_url: str, seed: int) -> None:
         rng = random.Random(seed)
@@ -171,7 +172,7 @@ class TestProcessKills:
         run.expect(lost_processes > 0, f"kills of {kills} processes, {lost_processes} log lines naming WorkerLostError")
         if worker.process.poll() is not None:
             run.problems.append(f"the worker's main process exited ({worker.process.returncode}) with a pool process")
-        finish(run, seed, workers)
+        finish(run, workers)
 
 
 class TestDatabaseFaults:
@@ -193,7 +194,7 @@ class TestDatabaseFaults:
             busy += sum(state != "idle" for _, state in ended)
         run.settle([worker])
         run.expect(busy > 0, f"{total} worker sessions ended, {busy} of them mid-transaction")
-        finish(run, seed, workers)
+        finish(run, workers)
 
     def test_postgresql_stopped_and_started(
         self, begin: Begin, workers: Workers, postgres: PrivatePostgres, seed: int
@@ -216,7 +217,7 @@ class TestDatabaseFaults:
         run.settle([worker])
         retried = worker.output().count("Retry in")
         run.expect(retried > 0, f"outages {outages}, {retried} retries")
-        finish(run, seed, workers)
+        finish(run, workers)
 
     def test_row_lock_held_past_lock_timeout(
         self, begin: Begin, workers: Workers, database_url: str, bank: Bank, seed: int
@@ -237,7 +238,7 @@ class TestDatabaseFaults:
         run.settle([worker])
         timeouts = worker.output().count("lock timeout")
         run.expect(timeouts > 0, f"locks on {held} for {lock_timeout * 2:g} s each, {timeouts} lock timeouts logged")
-        finish(run, seed, workers)
+        finish(run, workers)
 
 
 class TestBrokerFaults:
@@ -259,7 +260,7 @@ class TestBrokerFaults:
         run.settle([worker], may_lose=len(restarts))
         reconnects = worker.output().count("Connection to broker lost")
         run.expect(reconnects > 0, f"restarts after {restarts}, {reconnects} lost broker connections logged")
-        finish(run, seed, workers)
+        finish(run, workers)
 
     @pytest.mark.parametrize("fill", ["full", "nearly full"])
     def test_retry_that_the_broker_refuses(
@@ -270,7 +271,6 @@ class TestBrokerFaults:
         database_url: str,
         postgres: PrivatePostgres,
         fill: str,
-        seed: int,
     ) -> None:
         """Issue 10, point 1: Redis at maxmemory (noeviction) while the database is down, so retries are refused.
 
@@ -303,7 +303,7 @@ class TestBrokerFaults:
             refused > 0,
             f"{refused} log lines of a write Redis refused; {workers.restarts} worker(s) restarted by the supervisor",
         )
-        finish(run, seed, workers)
+        finish(run, workers)
 
 
 def wait_for_delivery(client: redis.Redis, count: int) -> None:
