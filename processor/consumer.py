@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 from typing import Any
 
@@ -13,9 +12,7 @@ from kombu.message import Message
 from processor.bootstrap import worker_unit_of_work
 from processor.domain.held import HeldMessage, HeldReason
 from processor.services.held import hold_message
-from processor.tasks import KEEP_PAUSE, PAYMENT_TASKS, log_unrecorded
-
-_logger = logging.getLogger(__name__)
+from processor.tasks import KEEP_PAUSE, PAYMENT_TASKS, log_unrecorded, requeue_or_leave
 
 
 class PaymentConsumer(Consumer):  # type: ignore[misc]
@@ -46,7 +43,7 @@ class PaymentConsumer(Consumer):  # type: ignore[misc]
             log_unrecorded([held], failure)
             # This is the main process: the pause stops all consuming, which is all it could do without a database.
             time.sleep(KEEP_PAUSE)
-            message.reject_log_error(_logger, self.connection_errors, requeue=True)  # type: ignore[no-untyped-call]
+            requeue_or_leave(message, self.connection_errors, _headers(message).get("id"))
             return False
         return True
 

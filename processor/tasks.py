@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn, TypedDict, TypeVar
 
+import redis
 from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 from celery import Task
@@ -16,6 +17,7 @@ from celery.exceptions import Reject, TaskPredicate
 from celery.signals import worker_init, worker_process_init
 from celery.worker.request import Request
 from celery.worker.state import revoked as revoked_tasks
+from kombu.message import Message
 
 from processor.bootstrap import worker_engines, worker_unit_of_work
 from processor.celery import GuardedTask, app
@@ -97,11 +99,34 @@ class PaymentDelivery(Request):  # type: ignore[misc]
                 return None
         return super().on_failure(exc_info, send_failed_event, return_ok)
 
+    def reject(self, requeue: bool = False) -> None:
+        if not requeue or self.acknowledged:  # type: ignore[has-type]
+            super().reject(requeue=requeue)
+            return
+        # At once, not on the event loop as Celery would: a requeue that Redis refuses must not stop the worker.
+        requeue_or_leave(self._message, self._connection_errors, self.id)
+        self.acknowledged = True
+        self.send_event("task-rejected", requeue=True)
+
     def _acked_without_retry(self, error: object) -> bool:
         # Killed at the hard time limit; or the process died and its retries (task_retry_on_worker_lost) are spent.
         if isinstance(error, TimeLimitExceeded):
             return True
         return isinstance(error, WorkerLostError) and self.request_dict.get("retries", 0) >= self.task.max_retries
+
+
+def requeue_or_leave(message: Message, connection_errors: tuple[type[BaseException], ...], task_id: object) -> None:
+    """Put a message back in its queue; if Redis refuses, it stays unacked, and Redis gives it back after the
+    visibility timeout."""
+    try:
+        message.reject(requeue=True)  # type: ignore[no-untyped-call]
+    except redis.exceptions.ResponseError as error:
+        # Redis refuses writes (full, under noeviction): the requeue failed as a whole, so the message is still in
+        # the unacked set. Raised, this error would stop the worker.
+        log_event("payment.requeue_failed", logging.ERROR, task_id=task_id, kept="unacked", error=_first_line(error))
+    except connection_errors as error:
+        # The connection is gone, and with it the channel's unacked messages: Redis gives them back.
+        log_event("payment.requeue_failed", logging.ERROR, task_id=task_id, kept="unacked", error=_first_line(error))
 
 
 class PaymentTask(GuardedTask):

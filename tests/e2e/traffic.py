@@ -37,7 +37,7 @@ class Traffic:
         return messages
 
 
-def mixed_traffic(accounts: list[Account], count: int, prefix: str, seed: int = 1) -> Traffic:
+def mixed_traffic(accounts: list[Account], count: int, prefix: str, seed: int = 1, currency: str = "GBP") -> Traffic:
     """`count` messages: about 85% distinct requests, 10% exact resends and 5% same reference, other amount."""
     rng = random.Random(seed)
     numbers = [a.number for a in accounts]
@@ -60,7 +60,7 @@ def mixed_traffic(accounts: list[Account], count: int, prefix: str, seed: int = 
         else:
             kwargs = {"account": rng.choice(numbers)}
         traffic.originals.append(
-            (f"payments.{kind}", {"reference": reference, "amount": amount, "currency": "GBP", **kwargs})
+            (f"payments.{kind}", {"reference": reference, "amount": amount, "currency": currency, **kwargs})
         )
     return traffic
 
