@@ -84,13 +84,16 @@ def transaction_show(reference: str, as_json: bool) -> None:
     Example:
       processor transaction show salary-2026-11
     """
-    data = transaction_detail_json(services.show_transaction(unit_of_work(), reference))
+    detail = services.show_transaction(unit_of_work(), reference)
+    data = transaction_detail_json(detail)
 
     def render() -> None:
         table = Table(show_header=False, box=None)
-        for key in ("reference", "status", "reason", "type", "amount", "currency", "source", "destination", "at"):
+        for key in ("reference", "status", "reason", "type", "amount", "currency", "source", "destination"):
             if data[key] is not None:
                 table.add_row(key, str(data[key]))
+        if detail.transaction is not None:
+            table.add_row("at", format_time(detail.transaction.at, "seconds"))
         if data["description"]:
             table.add_row("description", untrusted(data["description"]))
         for key, label in (("reverses", "reverses"), ("reversed_by", "reversed by")):
@@ -106,13 +109,14 @@ def transaction_show(reference: str, as_json: bool) -> None:
         console.print(table)
         if data["entries"]:
             entries = Table("account", "amount", "balance after", "at", title="entries")
-            for e in data["entries"]:
-                entries.add_row(e["account"], e["amount"], e["balance_after"], e["at"])
+            for line, e in zip(detail.entries, data["entries"], strict=True):
+                entries.add_row(e["account"], e["amount"], e["balance_after"], format_time(line.at, "seconds"))
             console.print(entries)
         if data["conflicts"]:
             conflicts = Table("at", "fields that differed", "attempt", title="conflicting attempts (no effect)")
-            for c in data["conflicts"]:
-                conflicts.add_row(c["at"] or "", ", ".join(c["fields"]), untrusted(json.dumps(c["payload"])))
+            for conflict, c in zip(detail.conflicts, data["conflicts"], strict=True):
+                at = "" if conflict.at is None else format_time(conflict.at, "seconds")
+                conflicts.add_row(at, ", ".join(c["fields"]), untrusted(json.dumps(c["payload"])))
             console.print(conflicts)
 
     emit(as_json, data, render)
