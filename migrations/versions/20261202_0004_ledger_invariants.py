@@ -3,14 +3,15 @@
 What `processor verify` checks after the fact, PostgreSQL now refuses as it happens (SQLSTATE 23514,
 check_violation, with the rule's name as the constraint name):
 
-- The entries of a transaction are written in one statement, in the database transaction that records it, only
-  for an applied transaction, in its currency, and they sum to zero (statement trigger on ledger_entries; the sum
-  is checked again at commit).
+- The entries of a transaction are written in the database transaction that records it, only for an applied
+  transaction, in its currency, and they sum to zero: what each INSERT posts to a transaction balances (a statement
+  trigger on ledger_entries), so all of them do, since entries never change.
 - Each entry's balance_after is its account's running total, and an account's balance always equals the
-  balance_after of its newest entry: it may change only by the entries written for it (statement trigger on
-  ledger_entries, row trigger on accounts, and the check at commit). Accounts open at zero; their currency is fixed.
-- An applied transaction has entries and a rejected one none, at commit (a deferred constraint trigger per
-  transaction, which also checks the two rules above once everything is written).
+  balance_after of its newest entry, so it may change only by the entries written for it (the same statement
+  trigger, a row trigger before a balance changes, and a deferred constraint trigger per account at commit).
+  Accounts open at zero; their currency is fixed.
+- An applied transaction has entries at commit (a deferred constraint trigger per applied transaction); a rejected
+  one never gets any (the statement trigger).
 - Ledger entries and conflicting attempts are append-only; transactions cannot be deleted, and the columns that
   make a recorded outcome cannot change (columns added later may).
 
@@ -54,6 +55,11 @@ OUTCOME_COLUMNS = (
 # payment instead of retrying it, and the constraint name says which rule it broke.
 REFUSE = "ERRCODE = 'check_violation', CONSTRAINT = '{rule}', TABLE = TG_TABLE_NAME"
 
+# The row triggers below look up one transaction's or one account's entries by index, many times per batch. A
+# session keeps their plans: one that began on a nearly empty ledger would keep a sequential scan, each call reading
+# the whole table once it has grown. Index paths are the right ones at any size, so the planner is held to them.
+INDEX_ONLY = "SET enable_seqscan = off"
+
 # A violation that is already in the ledger when this revision runs would make every later payment of its account
 # fail; refuse the upgrade instead, and let `processor verify` say where.
 PRECONDITION = """
@@ -95,67 +101,69 @@ END
 $$"""
 
 # After each INSERT of entries, once for all its rows (the repositories write a batch's entries in one statement).
+# Its queries run by EXECUTE, so each is planned for the tables as they are now: a plan cached by a session that
+# started on a nearly empty ledger would scan the whole table on every batch once it has grown.
 ENTRIES_INSERTED = f"""
 CREATE FUNCTION ledger_entries_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     bad record;
+    broken bigint;
 BEGIN
     -- The accounts, in id order as payments lock them (a payment holds them already): two writers cannot both
     -- extend an account's running balance from the same entry.
-    PERFORM 1 FROM accounts WHERE id IN (SELECT account_id FROM added) ORDER BY id FOR NO KEY UPDATE;
+    EXECUTE $q$SELECT 1 FROM accounts WHERE id IN (SELECT account_id FROM added) ORDER BY id FOR NO KEY UPDATE$q$;
+    -- Touching them queues accounts_balance_at_commit once per account, not once per entry: entries whose balance
+    -- is not moved to match by commit are refused then.
+    EXECUTE $q$UPDATE accounts SET balance = balance WHERE id IN (SELECT account_id FROM added)$q$;
 
-    SELECT t.reference, t.status, t.currency AS transaction_currency, a.number, a.currency AS account_currency,
-           t.xmin = pg_current_xact_id()::xid AS recorded_now
-      INTO bad
-      FROM added n JOIN transactions t ON t.id = n.transaction_id JOIN accounts a ON a.id = n.account_id
-     WHERE t.xmin <> pg_current_xact_id()::xid OR t.status <> 'applied' OR a.currency <> t.currency
-     LIMIT 1;
-    IF FOUND AND NOT bad.recorded_now THEN
+    -- Per transaction: recorded by this database transaction, applied, in its currency, and what this statement
+    -- posts to it balances (so no later statement can unbalance it after its commit check, even one made
+    -- IMMEDIATE).
+    EXECUTE $q$
+        SELECT t.reference, t.status, t.currency, h.total, h.lowest, h.highest,
+               t.xmin = pg_current_xact_id()::xid AS recorded_now
+          FROM (SELECT n.transaction_id, sum(n.amount) AS total,
+                       min(a.currency) AS lowest, max(a.currency) AS highest
+                  FROM added n JOIN accounts a ON a.id = n.account_id
+                 GROUP BY n.transaction_id) h
+          JOIN transactions t ON t.id = h.transaction_id
+         WHERE t.xmin <> pg_current_xact_id()::xid OR t.status <> 'applied' OR h.total <> 0
+            OR h.lowest <> t.currency OR h.highest <> t.currency
+         LIMIT 1$q$ INTO bad;
+    GET DIAGNOSTICS broken = ROW_COUNT;
+    IF broken > 0 AND NOT bad.recorded_now THEN
         RAISE EXCEPTION 'transaction %: ledger entries are written in the database transaction that records it',
             bad.reference USING {REFUSE.format(rule="ledger_entries_with_their_transaction")};
-    ELSIF FOUND AND bad.status <> 'applied' THEN
+    ELSIF broken > 0 AND bad.status <> 'applied' THEN
         RAISE EXCEPTION 'transaction % is %: only an applied transaction has ledger entries', bad.reference,
             bad.status USING {REFUSE.format(rule="rejected_has_no_entries")};
-    ELSIF FOUND THEN
-        RAISE EXCEPTION 'transaction % is in %: its entry on account % (in %) is not',
-            bad.reference, bad.transaction_currency, bad.number, bad.account_currency
-            USING {REFUSE.format(rule="entries_in_transaction_currency")};
-    END IF;
-
-    -- All of a transaction's entries come in one statement, so they are all here, and must sum to zero.
-    SELECT t.reference, s.total, s.entries, h.here
-      INTO bad
-      FROM (SELECT transaction_id, count(*) AS here FROM added GROUP BY transaction_id) h
-     CROSS JOIN LATERAL (SELECT sum(e.amount) AS total, count(*) AS entries
-                           FROM ledger_entries e WHERE e.transaction_id = h.transaction_id) s
-      JOIN transactions t ON t.id = h.transaction_id
-     WHERE s.total <> 0 OR s.entries <> h.here
-     LIMIT 1;
-    IF FOUND AND bad.entries <> bad.here THEN
-        RAISE EXCEPTION 'transaction % already has ledger entries: all of its entries are written in one statement',
-            bad.reference USING {REFUSE.format(rule="entries_written_together")};
-    ELSIF FOUND THEN
+    ELSIF broken > 0 AND bad.total <> 0 THEN
         RAISE EXCEPTION 'the ledger entries of transaction % sum to %, not zero', bad.reference, bad.total
             USING {REFUSE.format(rule="transaction_entries_sum_to_zero")};
+    ELSIF broken > 0 THEN
+        RAISE EXCEPTION 'transaction % is in %: an entry on an account in % is not', bad.reference,
+            bad.currency, CASE WHEN bad.lowest <> bad.currency THEN bad.lowest ELSE bad.highest END
+            USING {REFUSE.format(rule="entries_in_transaction_currency")};
     END IF;
 
     -- Each entry's balance_after continues its account's running total, from the newest entry before this
     -- statement's first one. Every visible entry from there on is recomputed, so an entry another writer slipped
     -- in between shows up too.
-    SELECT a.number, r.id, r.balance_after, r.running
-      INTO bad
-      FROM (SELECT e.account_id, e.id, e.balance_after,
-                   s.opening + sum(e.amount) OVER (PARTITION BY e.account_id ORDER BY e.id) AS running
-              FROM (SELECT f.account_id, f.first_id,
-                           COALESCE((SELECT p.balance_after FROM ledger_entries p
-                                      WHERE p.account_id = f.account_id AND p.id < f.first_id
-                                      ORDER BY p.id DESC LIMIT 1), 0) AS opening
-                      FROM (SELECT account_id, min(id) AS first_id FROM added GROUP BY account_id) f) s
-              JOIN ledger_entries e ON e.account_id = s.account_id AND e.id >= s.first_id) r
-      JOIN accounts a ON a.id = r.account_id
-     WHERE r.balance_after <> r.running
-     LIMIT 1;
-    IF FOUND THEN
+    EXECUTE $q$
+        SELECT a.number, r.id, r.balance_after, r.running
+          FROM (SELECT account_id, min(id) AS first_id FROM added GROUP BY account_id) f
+          JOIN accounts a ON a.id = f.account_id
+         CROSS JOIN LATERAL (SELECT COALESCE((SELECT p.balance_after FROM ledger_entries p
+                                               WHERE p.account_id = f.account_id AND p.id < f.first_id
+                                               ORDER BY p.id DESC LIMIT 1), 0) AS opening) o
+         CROSS JOIN LATERAL (SELECT e.id, e.balance_after,
+                                    o.opening + sum(e.amount) OVER (ORDER BY e.id) AS running
+                               FROM ledger_entries e
+                              WHERE e.account_id = f.account_id AND e.id >= f.first_id) r
+         WHERE r.balance_after <> r.running
+         LIMIT 1$q$ INTO bad;
+    GET DIAGNOSTICS broken = ROW_COUNT;
+    IF broken > 0 THEN
         RAISE EXCEPTION 'account %: ledger entry % has balance_after %, but the running total of its entries is %',
             bad.number, bad.id, bad.balance_after, bad.running
             USING {REFUSE.format(rule="balance_after_is_running_total")};
@@ -167,7 +175,7 @@ $$"""
 # Before a balance changes: the row is locked by the UPDATE itself, and the new balance must be where the
 # account's entries end, so it moves only by the entries written since it last did.
 BALANCE_CHANGED = f"""
-CREATE FUNCTION ledger_balance_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION ledger_balance_changed() RETURNS trigger LANGUAGE plpgsql {INDEX_ONLY} AS $$
 DECLARE
     newest numeric;
 BEGIN
@@ -197,32 +205,34 @@ BEGIN
 END
 $$"""
 
-# At commit, once per transaction recorded: everything of the database transaction is written by then.
-TRANSACTION_COMMITTED = f"""
-CREATE FUNCTION ledger_transaction_committed() RETURNS trigger LANGUAGE plpgsql AS $$
+# At commit, once per account whose balance was set or whose entries were written: by then everything is written.
+BALANCE_AT_COMMIT = f"""
+CREATE FUNCTION ledger_balance_at_commit() RETURNS trigger LANGUAGE plpgsql {INDEX_ONLY} AS $$
 DECLARE
     found record;
 BEGIN
-    SELECT count(*) AS entries, COALESCE(sum(e.amount), 0) AS total,
-           min(a.number) FILTER (WHERE e.id = n.id AND a.balance <> n.balance_after) AS stale
+    SELECT a.number, a.balance,
+           COALESCE((SELECT p.balance_after FROM ledger_entries p WHERE p.account_id = a.id
+                      ORDER BY p.id DESC LIMIT 1), 0) AS newest
       INTO found
-      FROM ledger_entries e
-      JOIN accounts a ON a.id = e.account_id
-     CROSS JOIN LATERAL (SELECT p.id, p.balance_after FROM ledger_entries p
-                          WHERE p.account_id = e.account_id ORDER BY p.id DESC LIMIT 1) n
-     WHERE e.transaction_id = NEW.id;
-    IF NEW.status = 'applied' AND found.entries = 0 THEN
+      FROM accounts a WHERE a.id = NEW.id;
+    IF found.balance <> found.newest THEN
+        RAISE EXCEPTION 'account %: at commit its balance is %, but its ledger entries end at %', found.number,
+            found.balance, found.newest USING {REFUSE.format(rule="balance_equals_entries")};
+    END IF;
+    RETURN NULL;
+END
+$$"""
+
+# At commit, once per applied transaction: it is inserted before its entries. (That they balance needs no check
+# here: every INSERT balances what it posts to each transaction, and entries never change.)
+TRANSACTION_COMMITTED = f"""
+CREATE FUNCTION ledger_transaction_committed() RETURNS trigger LANGUAGE plpgsql {INDEX_ONLY} AS $$
+BEGIN
+    PERFORM 1 FROM ledger_entries WHERE transaction_id = NEW.id LIMIT 1;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'transaction % is applied but has no ledger entries', NEW.reference
             USING {REFUSE.format(rule="applied_has_entries")};
-    ELSIF NEW.status <> 'applied' AND found.entries > 0 THEN
-        RAISE EXCEPTION 'transaction % is %: only an applied transaction has ledger entries', NEW.reference,
-            NEW.status USING {REFUSE.format(rule="rejected_has_no_entries")};
-    ELSIF found.total <> 0 THEN
-        RAISE EXCEPTION 'the ledger entries of transaction % sum to %, not zero', NEW.reference, found.total
-            USING {REFUSE.format(rule="transaction_entries_sum_to_zero")};
-    ELSIF found.stale IS NOT NULL THEN
-        RAISE EXCEPTION 'account %: at commit its balance is not where its ledger entries end (transaction %)',
-            found.stale, NEW.reference USING {REFUSE.format(rule="balance_equals_entries")};
     END IF;
     RETURN NULL;
 END
@@ -250,6 +260,7 @@ TRIGGERS = (
     ("accounts", "accounts_balance_follows_entries"),
     ("accounts", "accounts_open_at_zero"),
     ("accounts", "accounts_currency_fixed"),
+    ("accounts", "accounts_balance_at_commit"),
     ("transactions", "transactions_checked_at_commit"),
     ("transactions", "transactions_append_only"),
     ("transactions", "transactions_outcome_fixed"),
@@ -261,6 +272,7 @@ FUNCTIONS = (
     "ledger_balance_changed",
     "ledger_account_opened",
     "ledger_currency_changed",
+    "ledger_balance_at_commit",
     "ledger_transaction_committed",
     "ledger_append_only",
     "ledger_outcome_changed",
@@ -275,6 +287,7 @@ def upgrade() -> None:
         BALANCE_CHANGED,
         ACCOUNT_OPENED,
         CURRENCY_CHANGED,
+        BALANCE_AT_COMMIT,
         TRANSACTION_COMMITTED,
         APPEND_ONLY,
         OUTCOME_CHANGED,
@@ -316,17 +329,23 @@ def upgrade() -> None:
         "CREATE TRIGGER accounts_currency_fixed BEFORE UPDATE OF currency ON accounts"
         " FOR EACH ROW WHEN (OLD.currency IS DISTINCT FROM NEW.currency) EXECUTE FUNCTION ledger_currency_changed()"
     )
-    # Deferred to commit: a transaction is inserted before its entries, and its accounts' balances are saved last.
+    # Deferred to commit: apply_payments inserts transactions, then their entries, then saves the balances.
     op.execute(
         "CREATE CONSTRAINT TRIGGER transactions_checked_at_commit AFTER INSERT ON transactions"
-        " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledger_transaction_committed()"
+        " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.status = 'applied')"
+        " EXECUTE FUNCTION ledger_transaction_committed()"
+    )
+    op.execute(
+        "CREATE CONSTRAINT TRIGGER accounts_balance_at_commit AFTER UPDATE OF balance ON accounts"
+        " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledger_balance_at_commit()"
     )
 
 
 def downgrade() -> None:
     """Downgrade schema."""
-    # The triggers go first: 0003's downgrade re-points entries and transactions, which they would refuse.
+    # The triggers go first: 0003's downgrade re-points entries and transactions, which they would refuse. IF EXISTS:
+    # a database migrated by this revision's first version has no accounts_balance_at_commit.
     for table, trigger in TRIGGERS:
-        op.execute(f"DROP TRIGGER {trigger} ON {table}")
+        op.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
     for function in FUNCTIONS:
-        op.execute(f"DROP FUNCTION {function}()")
+        op.execute(f"DROP FUNCTION IF EXISTS {function}()")

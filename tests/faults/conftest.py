@@ -200,6 +200,15 @@ class Workers:
         self.started.append(worker)
         return worker
 
+    def watchdog(self) -> Callable[[], None]:
+        """Fail at once, naming why, when the last worker started has exited and nothing would start another."""
+
+        def tend() -> None:
+            if self.started and (code := self.started[-1].process.poll()) is not None:
+                raise AssertionError(f"the worker exited ({code}) and nothing restarts it:\n{self.output()[-6000:]}")
+
+        return tend
+
     def supervisor(self, **env: str) -> Callable[[], None]:
         """What a process supervisor does: start a new worker whenever the last one started has exited."""
 
