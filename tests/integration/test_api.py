@@ -177,3 +177,13 @@ def test_the_openapi_document_describes_every_route(api: Api) -> None:
         "/healthz",
     }
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_a_body_over_4_mib_is_refused_before_it_is_read(api: Api) -> None:
+    response = api.client.post(
+        "/api/v1/payment-batches",
+        data=b"[" * (4 * 1024 * 1024 + 1),
+        headers=api.headers(**{"Content-Type": "application/json"}),
+    )
+    assert response.status_code == 413
+    assert response.mimetype == "application/problem+json"
