@@ -49,6 +49,11 @@ spec = SpecTree(
     path=f"{PREFIX.strip('/')}/spec",
     mode="strict",
     page_templates={},
+    # Plain model names in the document (the models' names are unique), not spectree's hashed ones.
+    naming_strategy=lambda model: model.__name__,
+    nested_naming_strategy=lambda _parent, child: child,
+    # What spectree documents as a route's 422 where none is declared: ours, not its own error list.
+    validation_error_model=schemas.Problem,
     annotations=False,
     security_schemes=[SecurityScheme(name="bearer", data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer"))],
     security={"bearer": []},
