@@ -8,6 +8,7 @@ DEMO_DATABASE_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/abcbank_demo
 DEMO_BROKER_URL ?= redis://127.0.0.1:6379/15
 SAMPLE_ROWS ?= 1000
 FLOWER_PORT ?= 5555
+WEB_PORT ?= 8000
 # `make test T=tests/unit/test_money.py` (or a node, T=tests/unit/test_money.py::test_name) runs just that.
 T ?=
 BENCH_ROWS ?= 100000
@@ -19,7 +20,7 @@ LOCK_FLAGS = --generate-hashes --python-version 3.11 --python-platform linux --c
 	--quiet $(LOCK_ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock test unit integration e2e faults lint format demo sample bench worker flower clean
+.PHONY: help install lock test unit integration e2e faults lint format demo sample bench worker flower web clean
 
 help: ## list the targets
 	@echo "usage: make TARGET [VARIABLE=value ...]"
@@ -84,6 +85,10 @@ worker: install ## run a worker in the foreground (DATABASE_URL, CELERY_BROKER_U
 flower: install ## watch the workers at http://127.0.0.1:FLOWER_PORT (5555); needs FLOWER_BASIC_AUTH=user:password
 	@test -n "$$FLOWER_BASIC_AUTH" || { echo "error: set FLOWER_BASIC_AUTH=user:password first" >&2; exit 2; }
 	$(BIN)/celery -A processor flower --port=$(FLOWER_PORT) --address=127.0.0.1 --read_only=true
+
+# Flask's development server, on the loopback only; docker-compose.yml runs the same app under gunicorn.
+web: install ## serve the HTTP API and the console at http://127.0.0.1:WEB_PORT (8000) (DATABASE_URL, CELERY_BROKER_URL)
+	$(BIN)/flask --app processor.web:create_app run --host 127.0.0.1 --port $(WEB_PORT)
 
 clean: ## remove .venv and the caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info build dist

@@ -15,7 +15,7 @@ from types import FrameType
 
 from rich.console import Console
 
-from bench import project, references
+from bench import api, project, references
 from bench.report import Report
 from bench.scratch import (
     Database,
@@ -52,6 +52,10 @@ class Sizes:
     @property
     def latency_seconds(self) -> float:
         return 2.0 if self.quick else 10.0
+
+    @property
+    def api_seconds(self) -> float:
+        return 1.0 if self.quick else 5.0
 
     @property
     def small_rows(self) -> int:
@@ -151,6 +155,9 @@ def run_bench(sizes: Sizes, loglevel: str, say: Console, workdir: Path) -> Repor
 
         note(f"memory: submit file at {sizes.small_rows} rows, against {sizes.rows}")
         project.memory_stage(ctx, bank, sizes.small_rows, uniform)
+
+        note(f"HTTP API: single payments, then batches of {api.BATCH}, {sizes.api_seconds:g} s each")
+        api.api_stage(ctx, bank, sizes.api_seconds)
     except BenchError as error:
         report.error = str(error)
     finally:

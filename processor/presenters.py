@@ -18,6 +18,7 @@ from processor.domain.outcomes import Conflict, Outcome
 from processor.domain.pages import Page
 from processor.domain.records import AuditEntry, Statement, TransactionDetail, TransactionSummary
 from processor.domain.stats import Stats
+from processor.domain.tokens import ApiToken
 from processor.times import format_time
 
 T = TypeVar("T")
@@ -348,4 +349,25 @@ def stats_json(stats: Stats) -> StatsJson:
         "held_in_period": stats.held_in_period,
         "held": stats.held,
         "oldest_held": None if stats.oldest_held is None else format_time(stats.oldest_held),
+    }
+
+
+class ApiTokenJson(TypedDict):
+    id: int
+    name: str
+    created_at: str
+    created_by: str
+    revoked_at: str | None
+    active: bool
+
+
+def api_token_json(token: ApiToken) -> ApiTokenJson:
+    """A token as listed: never its secret, which only `api-token create` shows, once."""
+    return {
+        "id": token.id,
+        "name": token.name,
+        "created_at": format_time(token.created_at),
+        "created_by": token.created_by,
+        "revoked_at": None if token.revoked_at is None else format_time(token.revoked_at),
+        "active": token.active,
     }

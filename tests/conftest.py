@@ -17,6 +17,7 @@ from processor.db import admin
 from processor.db.engine import get_engine, get_session_factory
 from processor.db.tables import Base
 from processor.db.uow import UnitOfWork
+from tests.web import Api
 
 SERVER_URL = os.environ.get("TEST_DATABASE_SERVER_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 REDIS_SERVER = os.environ.get("TEST_REDIS_SERVER_URL", "redis://127.0.0.1:6379")
@@ -102,3 +103,9 @@ def broker_url() -> Iterator[str]:
         yield url
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def api(make_uow: Callable[[], UnitOfWork], database_url: str, broker_url: str) -> Api:
+    """The HTTP API through Flask's test client, with a real token; it enqueues on this run's Redis database."""
+    return Api(make_uow, database_url)

@@ -259,3 +259,16 @@ class HeldMessageRow(Base):
             name="resolution_complete",
         ),
     )
+
+
+class ApiTokenRow(Base):
+    """A bearer token of the HTTP API, by the SHA-256 of its secret (the secret itself is shown once, never kept)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_by: Mapped[str] = mapped_column(Text)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -14,6 +14,7 @@ from processor.db.repositories import (
     HeldMessageRepository,
     LedgerRepository,
     StatsRepository,
+    TokenRepository,
     TransactionRepository,
 )
 
@@ -26,6 +27,7 @@ class UnitOfWork:
     audit: AuditRepository
     held: HeldMessageRepository
     stats: StatsRepository
+    tokens: TokenRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self.session_factory = session_factory
@@ -39,6 +41,7 @@ class UnitOfWork:
         self.audit = AuditRepository(self.session)
         self.held = HeldMessageRepository(self.session)
         self.stats = StatsRepository(self.session)
+        self.tokens = TokenRepository(self.session)
         return self
 
     def __exit__(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("pgbench", "noop", "single", "file", "payroll", "hot", "latency", "memory")
+STAGES = ("pgbench", "noop", "single", "file", "payroll", "hot", "latency", "memory", "api")
 PROJECT_STAGES = ("single", "file", "payroll", "hot", "latency", "memory")
 
 

@@ -321,13 +321,32 @@ def assert_pins_satisfy(requirements: list[str], pins: dict[str, Version], lock:
 # --- Commands ------------------------------------------------------------------------------------------------------
 
 
-def test_every_service_command_is_a_console_script_of_this_project_or_celery() -> None:
+def test_every_service_command_is_a_console_script_of_this_project_or_celery_or_gunicorn() -> None:
     scripts = console_scripts()
     for name, spec in app_services().items():
         program = command_of(spec)[0]
-        assert program == "celery" or program in scripts, (
-            f"service {name} runs {program!r}, which is neither celery nor in [project.scripts] ({sorted(scripts)})"
+        assert program in ("celery", "gunicorn") or program in scripts, (
+            f"service {name} runs {program!r}, which is neither celery, gunicorn nor in [project.scripts]"
         )
+
+
+def test_web_runs_the_app_factory_under_gunicorn_on_the_port_it_publishes_and_checks_healthz() -> None:
+    from gunicorn.config import Config
+    from gunicorn.util import import_app
+
+    command = command_of(service("web"))
+    assert command[0] == "gunicorn"
+    parsed = Config().parser().parse_args(command[1:])
+    (target,) = parsed.args
+    app = import_app(target)
+    assert {rule.rule for rule in app.url_map.iter_rules()} >= {"/healthz", "/api/v1/openapi.json"}
+    host, _, port = parsed.bind[0].rpartition(":")
+    assert host == "0.0.0.0", "inside the container gunicorn must listen on every interface"
+    assert f"127.0.0.1:{port}:{port}" in service("web")["ports"]
+    args = healthcheck_of("web")
+    assert args[:2] == ["python", "-c"], "the image has Python, not curl: the check should be a python -c"
+    assert f"http://127.0.0.1:{port}/healthz" in args[2]
+    assert "web" in BROKER_USERS
 
 
 @pytest.mark.parametrize("script", ["processor", "submit"])
@@ -487,8 +506,10 @@ DATABASE_ROLES = {
     "operator": Kind.OPERATOR,
     "submit": Kind.READER,
     "flower": None,
+    # The HTTP API and the console read everything and change statuses, as the operator CLI does.
+    "web": Kind.OPERATOR,
 }
-BROKER_USERS = {"worker", "flower", "submit"}
+BROKER_USERS = {"worker", "flower", "submit", "web"}
 REDIS_URL = re.compile(r"^redis://:\$\{REDIS_PASSWORD:\?[^}]+\}@redis:6379/0$")
 
 

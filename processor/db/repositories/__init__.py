@@ -6,6 +6,7 @@ from processor.db.repositories.customers import CustomerRepository
 from processor.db.repositories.held import HeldMessageRepository
 from processor.db.repositories.ledger import LedgerRepository
 from processor.db.repositories.stats import StatsRepository
+from processor.db.repositories.tokens import TokenRepository
 from processor.db.repositories.transactions import NewTransaction, TransactionRepository
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "LedgerRepository",
     "NewTransaction",
     "StatsRepository",
+    "TokenRepository",
     "TransactionRepository",
 ]
