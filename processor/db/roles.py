@@ -46,6 +46,7 @@ TABLE_GRANTS: dict[Kind, dict[str, str]] = {
         "ledger_entries": "SELECT, INSERT",
         "held_messages": "SELECT, INSERT",
         "audit_log": "",
+        "users": "",
         "alembic_version": "SELECT",
     },
     # The operator CLI (processor/cli.py): registers customers, opens accounts (and the settlement accounts),
@@ -58,6 +59,8 @@ TABLE_GRANTS: dict[Kind, dict[str, str]] = {
         "ledger_entries": "SELECT",
         "held_messages": "SELECT",
         "audit_log": "SELECT, INSERT",
+        # processor user create, and the console's login (which runs as this role).
+        "users": "SELECT, INSERT",
         "alembic_version": "SELECT",
     },
     # submit (submit/): outcomes and their conflicts by reference, and the demo customers' accounts for `generate`.
@@ -69,6 +72,7 @@ TABLE_GRANTS: dict[Kind, dict[str, str]] = {
         "ledger_entries": "",
         "held_messages": "",
         "audit_log": "",
+        "users": "",
         "alembic_version": "SELECT",
     },
 }
@@ -87,6 +91,7 @@ SEQUENCE_GRANTS: dict[Kind, tuple[str, ...]] = {
         "accounts_id_seq",
         "account_number_seq",
         "audit_log_id_seq",
+        "users_id_seq",
     ),
     Kind.READER: (),
 }

@@ -15,6 +15,7 @@ from processor.db.repositories import (
     LedgerRepository,
     StatsRepository,
     TransactionRepository,
+    UserRepository,
 )
 
 
@@ -26,6 +27,7 @@ class UnitOfWork:
     audit: AuditRepository
     held: HeldMessageRepository
     stats: StatsRepository
+    users: UserRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self.session_factory = session_factory
@@ -39,6 +41,7 @@ class UnitOfWork:
         self.audit = AuditRepository(self.session)
         self.held = HeldMessageRepository(self.session)
         self.stats = StatsRepository(self.session)
+        self.users = UserRepository(self.session)
         return self
 
     def __exit__(

@@ -7,6 +7,7 @@ from processor.db.repositories.held import HeldMessageRepository
 from processor.db.repositories.ledger import LedgerRepository
 from processor.db.repositories.stats import StatsRepository
 from processor.db.repositories.transactions import NewTransaction, TransactionRepository
+from processor.db.repositories.users import UserRepository
 
 __all__ = [
     "AccountRepository",
@@ -17,4 +18,5 @@ __all__ = [
     "NewTransaction",
     "StatsRepository",
     "TransactionRepository",
+    "UserRepository",
 ]
