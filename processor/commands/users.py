@@ -21,7 +21,8 @@ def user() -> None:
 
 def _variable_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise click.BadParameter(f"{value!r} is not an environment variable name (the password is never an option)")
+        # Not repeated in the message: what was typed here may be the password itself.
+        raise click.BadParameter("give the name of an environment variable (the password is never an option)")
     return value
 
 
