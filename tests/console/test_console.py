@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from flask.testing import FlaskClient
 
-from processor.domain.held import HeldReason
+from processor.domain.held import HeldMessage, HeldReason
 from processor.domain.records import AuditEntry
 from processor.services.accounts import get_account
 from processor.services.held import hold_message, list_held
@@ -18,6 +18,8 @@ from processor.services.reading import list_audit, show_transaction
 from tests.builders import UowFactory, make_account, make_customer, pay
 from tests.console.conftest import PASSWORD, console_app, csrf_token, log_in, make_user, text
 from tests.requests import deposit, transfer
+
+ERROR = "reference: '<img src=x onerror=alert(1)>' is not 1 to 64 characters"
 
 
 def audit_of(make_uow: UowFactory, account: str) -> list[AuditEntry]:
@@ -298,12 +300,10 @@ class TestPages:
     def test_held_messages_are_shown_escaped_and_an_operator_resolves_and_resends(
         self, make_uow: UowFactory, client: FlaskClient
     ) -> None:
-        from processor.domain.held import HeldMessage
-
         junk = hold_message(
             make_uow(),
             HeldMessage.of(
-                HeldReason.UNREADABLE, "payments.deposit", "t-1", (), {"reference": "<script>alert(1)</script>"}, "bad"
+                HeldReason.UNREADABLE, "payments.deposit", "t-1", (), {"reference": "<script>alert(1)</script>"}, ERROR
             ),
         )
         account = make_account(make_uow)
@@ -321,8 +321,11 @@ class TestPages:
         log_in(client, make_user(make_uow, "operator"))
         page = client.get("/held")
         body = text(page)
+        # What a sender wrote is text: the message as escaped JSON, the error (which quotes it) escaped by Jinja.
         assert "<script>" not in body
-        assert "&lt;script&gt;" in body.replace("\\u003c", "&lt;").replace("\\u003e", "&gt;")
+        assert "<img" not in body
+        assert "\\u003cscript\\u003e" in body
+        assert "&lt;img src=x onerror=alert(1)&gt;" in body
         token = csrf_token(page)
 
         resolved = client.post(f"/held/{junk}/resolve", data={"reason": "sender told", "csrf_token": token})
@@ -335,8 +338,6 @@ class TestPages:
         assert state[resendable].resends == 1
 
     def test_a_viewer_sees_held_messages_without_actions(self, make_uow: UowFactory, client: FlaskClient) -> None:
-        from processor.domain.held import HeldMessage
-
         held_id = hold_message(
             make_uow(), HeldMessage.of(HeldReason.FAILED, "payments.deposit", "t-3", (), {"reference": "r-3"}, "x")
         )
@@ -352,8 +353,6 @@ class TestPages:
         assert list_held(make_uow())[0].resolved_at is None
 
     def test_the_dashboard_counts_outcomes_and_held_messages(self, make_uow: UowFactory, client: FlaskClient) -> None:
-        from processor.domain.held import HeldMessage
-
         account = make_account(make_uow, balance="1.00")
         pay(make_uow, deposit(account.number, "1.00", reference="dash-1"))
         hold_message(make_uow(), HeldMessage.of(HeldReason.FAILED, "payments.deposit", "t-4", (), {}, "x"))
