@@ -362,3 +362,18 @@ class TestPages:
 
         assert "dash-1" in page
         assert '<a href="/held">1</a>' in page
+
+
+class TestRefusals:
+    def test_too_many_logins_is_a_console_page_and_the_api_keeps_its_own_errors(
+        self, make_uow: UowFactory, broker_url: str
+    ) -> None:
+        client = console_app(broker_url, CONSOLE_LOGIN_RATE_LIMIT="1 per minute").test_client()
+        user = make_user(make_uow, "viewer")
+        log_in(client, user, "wrong")
+
+        limited = log_in(client, user)
+
+        assert limited.status_code == 429
+        assert "Too many attempts" in text(limited)
+        assert limited.headers["Content-Security-Policy"].startswith("default-src 'none'")

@@ -8,6 +8,7 @@ things (a viewer's POST is refused with 403).
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import timedelta
 from typing import cast
@@ -20,6 +21,7 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 
 from processor.config import get_settings
+from processor.logs import log_event
 from processor.web.console import views
 
 
@@ -32,7 +34,15 @@ def _default(app: Flask, key: str, value: object) -> None:
 def register(app: Flask) -> None:
     """Add the console's blueprint at / with its session, cookie, CSRF and rate-limit settings."""
     settings = get_settings()
-    secret = settings.web_secret_key.get_secret_value() if settings.web_secret_key else secrets.token_urlsafe(32)
+    if settings.web_secret_key is None:
+        secret = secrets.token_urlsafe(32)
+        log_event(
+            "console.random_secret_key",
+            logging.WARNING,
+            note="PROCESSOR_WEB_SECRET_KEY is unset: sessions end when this process does, and are not shared",
+        )
+    else:
+        secret = settings.web_secret_key.get_secret_value()
     # The app factory's config (tests, a deployment) wins over the environment; Flask's own defaults do not.
     _default(app, "SECRET_KEY", secret)
     _default(app, "PERMANENT_SESSION_LIFETIME", timedelta(minutes=settings.web_session_minutes))

@@ -156,12 +156,12 @@ def _unavailable(error: sqlalchemy.exc.OperationalError) -> tuple[str, int]:
     return render_template("error.html", title="Unavailable", message="The database cannot be reached."), 503
 
 
-@console.app_errorhandler(403)
+@console.errorhandler(403)
 def _forbidden(error: Exception) -> tuple[str, int]:
     return render_template("error.html", title="Forbidden", message="Your role may not do this."), 403
 
 
-@console.app_errorhandler(429)
+@console.errorhandler(429)
 def _too_many(error: Exception) -> tuple[str, int]:
     return render_template("error.html", title="Too many attempts", message="Wait a minute, then try again."), 429
 
