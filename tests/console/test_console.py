@@ -365,9 +365,7 @@ class TestPages:
 
 
 class TestRefusals:
-    def test_too_many_logins_is_a_console_page_and_the_api_keeps_its_own_errors(
-        self, make_uow: UowFactory, broker_url: str
-    ) -> None:
+    def test_too_many_logins_is_a_console_page(self, make_uow: UowFactory, broker_url: str) -> None:
         client = console_app(broker_url, CONSOLE_LOGIN_RATE_LIMIT="1 per minute").test_client()
         user = make_user(make_uow, "viewer")
         log_in(client, user, "wrong")
