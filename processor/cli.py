@@ -13,7 +13,7 @@ from rich.table import Table
 
 from processor.bootstrap import unit_of_work
 from processor.commands import held as held_commands
-from processor.commands import reading, tokens, transactions
+from processor.commands import reading, tokens, transactions, users
 from processor.commands.options import account_cells, actor_option
 from processor.config import Settings
 from processor.db import admin, roles
@@ -353,6 +353,7 @@ cli.add_command(transactions.transaction)
 cli.add_command(reading.audit)
 cli.add_command(held_commands.held)
 cli.add_command(tokens.api_token)
+cli.add_command(users.user)
 
 
 @cli.command("stats")

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from iso4217 import Currency
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -86,6 +86,18 @@ class Settings(BaseSettings):
     db_worker_role: str = "abcbank_worker"
     db_operator_role: str = "abcbank_operator"
     db_reader_role: str = "abcbank_reader"
+    # The operator console (processor/web/console). Unset, the secret key is a random one per process: sessions then
+    # end when it restarts, and a server of several processes needs it set, the same for all.
+    web_secret_key: SecretStr | None = None
+    # False only to use the console over plain http on a host other than this one (browsers send a Secure cookie
+    # to http://127.0.0.1 and http://localhost, never to other http addresses).
+    web_cookie_secure: bool = True
+    # A session ends after this many minutes without a request.
+    web_session_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # Login attempts from one address (Flask-Limiter's notation), counted in web_ratelimit_storage (unset: the
+    # broker's Redis, so that every server process counts the same attempts).
+    web_login_rate_limit: str = "10 per minute"
+    web_ratelimit_storage: str | None = None
 
     @classmethod
     def settings_customise_sources(

@@ -371,3 +371,37 @@ def api_token_json(token: ApiToken) -> ApiTokenJson:
         "revoked_at": None if token.revoked_at is None else format_time(token.revoked_at),
         "active": token.active,
     }
+
+
+STATEMENT_CSV_COLUMNS = (
+    "at",
+    "reference",
+    "type",
+    "counterparty",
+    "description",
+    "amount",
+    "balance_after",
+    "reverses",
+)
+# A spreadsheet runs a cell that starts with one of these as a formula; a sender wrote the description.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_text(value: str | None) -> str:
+    if value is None:
+        return ""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def statement_csv_row(e: StatementEntry) -> list[str]:
+    """A statement entry as a CSV row (the CLI's --format csv, the console's download)."""
+    return [
+        format_time(e.at),
+        e.reference,
+        e.type or "",
+        e.counterparty or "",
+        _csv_text(e.description),
+        format_amount(e.amount),
+        format_amount(e.balance_after),
+        e.reverses or "",
+    ]

@@ -12,10 +12,17 @@ from rich.table import Table
 
 from processor.bootstrap import unit_of_work
 from processor.commands.options import account_cells, from_to_options, page_options, period, print_next
-from processor.domain.ledger import StatementEntry
 from processor.domain.money import format_amount
 from processor.domain.pages import MAX_PAGE
-from processor.presenters import account_json, audit_json, customer_json, page_json, statement_json
+from processor.presenters import (
+    STATEMENT_CSV_COLUMNS,
+    account_json,
+    audit_json,
+    customer_json,
+    page_json,
+    statement_csv_row,
+    statement_json,
+)
 from processor.services import reading as services
 from processor.terminal import console, emit, json_option, reports_errors, untrusted
 from processor.times import format_time
@@ -71,30 +78,6 @@ def account_list(
     emit(as_json, page_json(page, account_json), render)
 
 
-CSV_COLUMNS = ("at", "reference", "type", "counterparty", "description", "amount", "balance_after", "reverses")
-# A spreadsheet runs a cell that starts with one of these as a formula; a sender wrote the description.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_text(value: str | None) -> str:
-    if value is None:
-        return ""
-    return "'" + value if value.startswith(_FORMULA_START) else value
-
-
-def csv_row(e: StatementEntry) -> list[str]:
-    return [
-        format_time(e.at),
-        e.reference,
-        e.type or "",
-        e.counterparty or "",
-        _csv_text(e.description),
-        format_amount(e.amount),
-        format_amount(e.balance_after),
-        e.reverses or "",
-    ]
-
-
 @click.command("statement")
 @click.argument("number", metavar="ACCOUNT")
 @from_to_options
@@ -130,9 +113,9 @@ def account_statement(
     if output == "csv" and not as_json:
         with services.export_statement(unit_of_work(), number, since, until, limit, after) as (_, entries):
             writer = csv.writer(sys.stdout, lineterminator="\n")
-            writer.writerow(CSV_COLUMNS)
+            writer.writerow(STATEMENT_CSV_COLUMNS)
             for entry in entries:
-                writer.writerow(csv_row(entry))
+                writer.writerow(statement_csv_row(entry))
         return
     statement = services.account_statement(unit_of_work(), number, since, until, limit or services.DEFAULT_PAGE, after)
     if as_json or output == "json":

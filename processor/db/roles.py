@@ -47,6 +47,7 @@ TABLE_GRANTS: dict[Kind, dict[str, str]] = {
         "held_messages": "SELECT, INSERT",
         "audit_log": "",
         "api_tokens": "",
+        "users": "",
         "alembic_version": "SELECT",
     },
     # The operator CLI (processor/cli.py): registers customers, opens accounts (and the settlement accounts),
@@ -61,6 +62,8 @@ TABLE_GRANTS: dict[Kind, dict[str, str]] = {
         "audit_log": "SELECT, INSERT",
         # api-token create, list and revoke; the HTTP API (processor/web), which connects as this role, reads them.
         "api_tokens": "SELECT, INSERT, UPDATE (revoked_at)",
+        # processor user create, and the console's login (which runs as this role).
+        "users": "SELECT, INSERT",
         "alembic_version": "SELECT",
     },
     # submit (submit/): outcomes and their conflicts by reference, and the demo customers' accounts for `generate`.
@@ -73,6 +76,7 @@ TABLE_GRANTS: dict[Kind, dict[str, str]] = {
         "held_messages": "",
         "audit_log": "",
         "api_tokens": "",
+        "users": "",
         "alembic_version": "SELECT",
     },
 }
@@ -92,6 +96,7 @@ SEQUENCE_GRANTS: dict[Kind, tuple[str, ...]] = {
         "account_number_seq",
         "audit_log_id_seq",
         "api_tokens_id_seq",
+        "users_id_seq",
     ),
     Kind.READER: (),
 }

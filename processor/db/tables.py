@@ -31,6 +31,7 @@ from processor.domain.accounts import SETTLEMENT_SLOTS, AccountStatus, AccountTy
 from processor.domain.held import HeldReason
 from processor.domain.outcomes import OutcomeStatus, Reason
 from processor.domain.requests import PaymentType
+from processor.domain.users import Role
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -272,3 +273,17 @@ class ApiTokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     created_by: Mapped[str] = mapped_column(Text)
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class UserRow(Base):
+    """Who may log in to the operator console; the password only as an Argon2id hash."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (CheckConstraint(_one_of("role", Role), name="known_role"),)

@@ -16,6 +16,7 @@ from processor.db.repositories import (
     StatsRepository,
     TokenRepository,
     TransactionRepository,
+    UserRepository,
 )
 
 
@@ -28,6 +29,7 @@ class UnitOfWork:
     held: HeldMessageRepository
     stats: StatsRepository
     tokens: TokenRepository
+    users: UserRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self.session_factory = session_factory
@@ -42,6 +44,7 @@ class UnitOfWork:
         self.held = HeldMessageRepository(self.session)
         self.stats = StatsRepository(self.session)
         self.tokens = TokenRepository(self.session)
+        self.users = UserRepository(self.session)
         return self
 
     def __exit__(

@@ -8,6 +8,7 @@ from processor.db.repositories.ledger import LedgerRepository
 from processor.db.repositories.stats import StatsRepository
 from processor.db.repositories.tokens import TokenRepository
 from processor.db.repositories.transactions import NewTransaction, TransactionRepository
+from processor.db.repositories.users import UserRepository
 
 __all__ = [
     "AccountRepository",
@@ -19,4 +20,5 @@ __all__ = [
     "StatsRepository",
     "TokenRepository",
     "TransactionRepository",
+    "UserRepository",
 ]
