@@ -11,6 +11,9 @@ FLOWER_PORT ?= 5555
 WEB_PORT ?= 8000
 # `make test T=tests/unit/test_money.py` (or a node, T=tests/unit/test_money.py::test_name) runs just that.
 T ?=
+# Test processes (pytest-xdist): each has its own database and Redis database. The end-to-end tests mostly wait on
+# real workers and timeouts, so more processes than cores shorten the run; TEST_PROCESSES=0 runs in this process.
+TEST_PROCESSES ?= 4
 BENCH_ROWS ?= 100000
 BENCH_ARGS ?=
 # The lock files are resolved for the image's Python (python:3.11-slim) on Linux, with every file's hash.
@@ -44,16 +47,16 @@ lock: install ## regenerate the lock files (LOCK_ARGS=--upgrade for the newest v
 	$(BIN)/uv pip compile pyproject.toml -c requirements-dev.lock $(LOCK_FLAGS) -o requirements.lock
 
 test: install ## run the test suite on real PostgreSQL and Redis (T=path or T=path::test for just that)
-	$(BIN)/pytest $(T)
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile $(T)
 
 unit: install ## run tests/unit: the domain and the message models, no services needed
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile tests/unit
 
 integration: install ## run tests/integration: services, CLIs and migrations on PostgreSQL
-	$(BIN)/pytest tests/integration
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile tests/integration
 
 e2e: install ## run tests/e2e: real worker processes, Redis and PostgreSQL
-	$(BIN)/pytest tests/e2e
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile tests/e2e
 
 # Its own PostgreSQL cluster and Redis server, so that stopping and filling them touches no one else's; about 4 min.
 faults: install ## run the fault suite (tests/faults) on private servers; FAULTS_SEED=n replays a run
