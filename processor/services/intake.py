@@ -44,6 +44,17 @@ def pending(request: PaymentRequest) -> Outcome:
     )
 
 
+def _audited(message: PaymentMessage) -> dict[str, object]:
+    request = message.request()
+    return {
+        "type": request.type.value,
+        "amount": format_amount(request.amount),
+        "currency": request.currency,
+        "source": request.source,
+        "destination": request.destination,
+    }
+
+
 def enqueue_payments(uow: UnitOfWork, messages: Sequence[PaymentMessage], send: Send, sender: str) -> list[Intake]:
     """Send the payments that have no outcome yet, in one call of `send`; report the others' recorded outcomes.
 
@@ -68,6 +79,16 @@ def enqueue_payments(uow: UnitOfWork, messages: Sequence[PaymentMessage], send: 
             outgoing.append(message)
     if outgoing:
         send(outgoing)
+        # Audited once sent: money the API moves is on the record with who asked for it, beside the outcome the
+        # worker records. A crash between the send and this leaves the payment without its audit row only.
+        with uow:
+            uow.audit.add_many(
+                sender,
+                "payment.enqueued",
+                "transaction",
+                [(m.reference, {"via": "api", "task": m.task, **_audited(m)}) for m in outgoing],
+            )
+            uow.commit()
     for intake in intakes:
         event = "api.conflict" if intake.conflict else "api.enqueued" if intake.sent else "api.duplicate"
         log_event(event, reference=intake.outcome.reference, sender=sender)

@@ -79,6 +79,13 @@ def test_a_payment_is_enqueued_pending_with_its_location(
     assert api.pay(key, transfer_body(a.number, b.number)).status_code == 202
     assert queued() == before + 2
     assert api.get(f"/payments/{key}").status_code == 404
+    with make_uow() as uow:
+        audited = uow.audit.for_entity("transaction", key)
+    # Each send is on the audit record, with the token's name as the actor.
+    assert [(row.action, row.details["via"], row.details["amount"]) for row in audited] == [
+        ("payment.enqueued", "api", "12.50")
+    ] * 2
+    assert all("tests" in row.actor for row in audited), [row.actor for row in audited]
 
 
 def test_once_recorded_the_same_body_is_200_and_another_is_409_with_the_outcome(

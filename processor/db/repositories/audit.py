@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Row, insert, select
@@ -21,6 +22,20 @@ class AuditRepository:
                 actor=actor, action=action, entity_type=entity_type, entity=entity, details=details
             )
         )
+
+    def add_many(
+        self, actor: str, action: str, entity_type: str, entries: Sequence[tuple[str, dict[str, Any]]]
+    ) -> None:
+        """One audit row per (entity, details), in one statement."""
+        if entries:
+            self.session.execute(
+                insert(AuditLogRow).values(
+                    [
+                        {"actor": actor, "action": action, "entity_type": entity_type, "entity": e, "details": d}
+                        for e, d in entries
+                    ]
+                )
+            )
 
     def for_entity(self, entity_type: str, entity: str) -> list[Row[Any]]:
         return list(
