@@ -104,7 +104,9 @@ class TestGroupFallback:
         valid = [deposit_message(account.number, f"joins-{n}", amount="1.00") for n in range(30)]
         unreadable = {"reference": "bad ref", "account": account.number, "amount": "1.00", "currency": "GBP"}
         positional = {"reference": "positional-1", "account": account.number, "amount": "1.00", "currency": "GBP"}
-        worker = start_worker(**ONE_GROUP)
+        # A longer wait than ONE_GROUP's, so that a loaded machine (the suite runs in several processes) still
+        # gathers most of the burst into the group that meets the bad message.
+        worker = start_worker(**{**ONE_GROUP, "PROCESSOR_GROUP_WAIT_MS": "1500"})
 
         send(producer, valid[:15])
         bad_id = producer.send_task("payments.deposit", kwargs=unreadable, queue=QUEUE).id
@@ -122,8 +124,9 @@ class TestGroupFallback:
         )
         [held] = list_held(make_uow())
         assert (held.reason, held.task_id, held.reference) == (HeldReason.UNREADABLE, bad_id, "bad ref")
+        # Only the group that met the bad message fell back; how many joined it before it closed is timing.
         [(size, error)] = fallbacks(worker)
-        assert size == 31
+        assert 1 < size <= 31
         assert "InvalidRequest" in error
         assert get_account(make_uow(), account.number).balance == Decimal("130.00")
         assert verify_ledger(make_uow()) == []
