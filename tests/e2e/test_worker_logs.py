@@ -11,6 +11,7 @@ from celery import Celery
 from processor.messages import QUEUE
 from tests.builders import UowFactory, make_account
 from tests.e2e.conftest import StartWorker, wait_for_outcomes
+from tests.e2e.faults import wait_until
 
 
 def json_lines(output: str) -> list[dict[str, Any]]:
@@ -31,6 +32,8 @@ def test_json_worker_logs(make_uow: UowFactory, producer: Celery, start_worker: 
     kwargs = {"reference": "json-log-1", "account": account.number, "amount": "5.00", "currency": "GBP"}
     producer.send_task("payments.deposit", kwargs=kwargs, queue=QUEUE)
     wait_for_outcomes(make_uow, ["json-log-1"], workers=[worker])
+    # Celery logs a task's success after it has returned, so after the commit that made the outcome visible.
+    wait_until(lambda: '"celery.app.trace"' in worker.output(), 10, "the task's success line", [worker])
     lines = json_lines(worker.output())
 
     assert any(line["name"] == "celery.apps.worker" and line["message"].endswith(" ready.") for line in lines)
