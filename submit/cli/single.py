@@ -24,6 +24,7 @@ from processor.terminal import (
     unavailable,
     untrusted,
 )
+from processor.times import format_time
 from submit.client import Client, NotSent
 
 
@@ -35,9 +36,9 @@ def outcome_table(outcome: Outcome) -> Table:
             table.add_row(key, untrusted(data[key]))
     for error in data["errors"]:
         table.add_row("error", untrusted(error))
-    for conflict in data["conflicts"]:
-        at = f" at {conflict['at']}" if conflict["at"] else ""
-        differing = ", ".join(f"{name} {conflict['payload'].get(name)}" for name in conflict["fields"])
+    for conflict in outcome.conflicts:
+        at = f" at {format_time(conflict.at, 'seconds')}" if conflict.at else ""
+        differing = ", ".join(f"{name} {conflict.payload.get(name)}" for name in conflict.fields)
         table.add_row("conflict", untrusted(f"an attempt{at} with {differing}: not applied"))
     return table
 

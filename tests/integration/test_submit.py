@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -525,6 +526,19 @@ class TestSubmitStatus:
 
         assert data["amount"] == "1.00"
         assert [c["fields"] for c in data["conflicts"]] == [["amount"]]
+
+    def test_conflict_in_the_table_says_when_in_whole_seconds_and_what_differed(self, make_uow: UowFactory) -> None:
+        account = make_account(make_uow, balance="50.00")
+        pay(make_uow, withdrawal(account.number, "1.00", reference="st-conflict-table"))
+        pay(make_uow, withdrawal(account.number, "2.00", reference="st-conflict-table"))
+        [conflict] = run_json("status", "st-conflict-table")["conflicts"]
+
+        result = run("status", "st-conflict-table")
+
+        assert result.exit_code == 0, result.stderr
+        at = datetime.fromisoformat(conflict["at"]).replace(microsecond=0).isoformat()
+        [line] = [line for line in result.stdout.splitlines() if line.strip().startswith("conflict")]
+        assert line.split(maxsplit=1)[1].rstrip() == f"an attempt at {at} with amount 2.00: not applied"
 
     def test_unknown_reference_is_pending(self) -> None:
         data = run_json("status", "never-sent")
